@@ -1,0 +1,192 @@
+"""Seeded, deterministic flow-log generator that lays blobs out exactly as Azure Network Watcher does.
+
+A PT1H.json is a block blob: a head block ``{"records":[``, one data block per minute (every one
+after the first starts with a comma), and a tail block ``]}``. The demo, the tests and the
+benchmarks all build their input here, so the layout lives in one place.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import orjson
+
+from forwarder.flowlog.model import LogKind
+
+NSG_CONTAINER = "insights-logs-networksecuritygroupflowevent"
+VNET_CONTAINER = "insights-logs-flowlogflowevent"
+HEAD = b'{"records":['
+TAIL = b"]}"
+
+_RULES_NSG = ["DefaultRule_AllowInternetOutBound", "DefaultRule_DenyAllInBound", "UserRule_Allow-HTTPS"]
+_RULES_VNET = ["DefaultRule_AllowInternetOutBound", "DefaultRule_DenyAllInBound", "UserRule_Allow-SSH"]
+_PUBLIC_V4 = ["13.67.143.118", "52.239.140.10", "94.102.49.190", "185.220.101.4", "20.38.98.100"]
+_PUBLIC_V6 = ["2603:1030:800:5::bfee:a418", "2001:db8:85a3::8a2e:370:7334"]
+
+
+@dataclass(frozen=True)
+class BlobSpec:
+    """One PT1H.json to generate: which log, which NIC, which hour, how much traffic."""
+
+    kind: LogKind = "nsg"
+    version: int = 2
+    subscription: str = "00000000-0000-0000-0000-000000000000"
+    resource_group: str = "FABRIKAMRG"
+    name: str = "FABRIKAM-NSG"  # NSG name, or flow log name for VNet
+    mac: str = "000D3AF87856"
+    hour: datetime = datetime(2026, 11, 25, 10, tzinfo=UTC)
+    minutes: int = 60
+    tuples_per_minute: int = 20
+    ipv6_share: float = 0.1
+    seed: int = 1
+
+    @property
+    def container(self) -> str:
+        return NSG_CONTAINER if self.kind == "nsg" else VNET_CONTAINER
+
+    @property
+    def resource_id(self) -> str:
+        if self.kind == "nsg":
+            return (
+                f"/SUBSCRIPTIONS/{self.subscription.upper()}/RESOURCEGROUPS/{self.resource_group.upper()}"
+                f"/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/{self.name.upper()}"
+            )
+        return (
+            f"/SUBSCRIPTIONS/{self.subscription.upper()}/RESOURCEGROUPS/NETWORKWATCHERRG"
+            f"/PROVIDERS/MICROSOFT.NETWORK/NETWORKWATCHERS/NETWORKWATCHER_EASTUS/FLOWLOGS/{self.name.upper()}"
+        )
+
+    @property
+    def blob_name(self) -> str:
+        h = self.hour
+        when = f"y={h.year:04d}/m={h.month:02d}/d={h.day:02d}/h={h.hour:02d}/m=00/macAddress={self.mac}"
+        if self.kind == "nsg":
+            return f"resourceId={self.resource_id}/{when}/PT1H.json"
+        return (
+            f"flowLogResourceID=/{self.subscription.upper()}_NETWORKWATCHERRG"
+            f"/NETWORKWATCHER_EASTUS_{self.name.upper()}/{when}/PT1H.json"
+        )
+
+
+def _tuple(rng: random.Random, spec: BlobSpec, ts: int, local_ip: str) -> tuple[str, bool]:
+    v6 = rng.random() < spec.ipv6_share
+    remote = rng.choice(_PUBLIC_V6 if v6 else _PUBLIC_V4)
+    local = "fd00::4" if v6 else local_ip
+    inbound = rng.random() < 0.4
+    src, dst = (remote, local) if inbound else (local, remote)
+    sport = rng.randint(1024, 65535)
+    dport = rng.choice([443, 80, 22, 3389, 53, 123])
+    udp = dport in (53, 123)
+    direction = "I" if inbound else "O"
+    denied = inbound and rng.random() < 0.5
+    state = "B" if denied else rng.choice("BCE")
+    counters = [rng.randint(1, 50), rng.randint(60, 60000), rng.randint(1, 50), rng.randint(60, 60000)]
+    if spec.kind == "vnet":
+        ts_ms = ts * 1000 + rng.randint(0, 999)
+        proto = "17" if udp else rng.choice(["6", "6", "6", "1"])
+        if proto == "1":
+            sport, dport = 8, 0
+        vstate = "D" if denied else state
+        if vstate in ("B", "D"):
+            counters = [0, 0, 0, 0]
+        enc = rng.choice(["X", "NX", "NX_HW_NOT_SUPPORTED"])
+        line = f"{ts_ms},{src},{dst},{sport},{dport},{proto},{direction},{vstate},{enc},"
+        return line + ",".join(map(str, counters)), denied
+    proto = "U" if udp else "T"
+    decision = "D" if denied else "A"
+    base = f"{ts},{src},{dst},{sport},{dport},{proto},{direction},{decision}"
+    if spec.version == 1:
+        return base, denied
+    if state == "B":
+        return base + ",B,,,,", denied
+    return base + f",{state}," + ",".join(map(str, counters)), denied
+
+
+def _record(rng: random.Random, spec: BlobSpec, minute: int) -> dict[str, object]:
+    start = spec.hour + timedelta(minutes=minute)
+    ts = int(start.timestamp())
+    time_str = (start + timedelta(seconds=35)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    rules = _RULES_NSG if spec.kind == "nsg" else _RULES_VNET
+    groups: dict[str, list[str]] = {r: [] for r in rules}
+    for _ in range(spec.tuples_per_minute):
+        t, denied = _tuple(rng, spec, ts + rng.randint(0, 59), "10.0.0.4")
+        rule = rules[1] if denied else rng.choice([rules[0], rules[2]])
+        groups[rule].append(t)
+    used = [(r, ts_list) for r, ts_list in groups.items() if ts_list]
+    if spec.kind == "nsg":
+        return {
+            "time": time_str,
+            "systemId": "d0b1b3ae-0000-4f55-9a0b-fd0f04fa4a6e",
+            "macAddress": spec.mac,
+            "category": "NetworkSecurityGroupFlowEvent",
+            "resourceId": spec.resource_id,
+            "operationName": "NetworkSecurityGroupFlowEvents",
+            "properties": {
+                "Version": spec.version,
+                "flows": [{"rule": r, "flows": [{"mac": spec.mac, "flowTuples": tl}]} for r, tl in used],
+            },
+        }
+    return {
+        "time": time_str,
+        "flowLogVersion": 4,
+        "flowLogGUID": "abcdef01-2345-6789-0abc-def012345678",
+        "macAddress": spec.mac,
+        "category": "FlowLogFlowEvent",
+        "flowLogResourceID": spec.resource_id,
+        "targetResourceID": (
+            f"/subscriptions/{spec.subscription}/resourceGroups/{spec.resource_group}"
+            "/providers/Microsoft.Network/virtualNetworks/vnet1"
+        ),
+        "operationName": "FlowLogFlowEvent",
+        "flowRecords": {
+            "flows": [
+                {
+                    "aclID": "00000000-1234-abcd-ef00-c1c2c3c4c5c6",
+                    "flowGroups": [{"rule": r, "flowTuples": tl} for r, tl in used],
+                }
+            ]
+        },
+    }
+
+
+def data_blocks(spec: BlobSpec) -> Iterator[bytes]:
+    """The data blocks of a blob in commit order: one record per minute, commas between them."""
+    rng = random.Random(f"{spec.seed}:{spec.blob_name}")
+    for minute in range(spec.minutes):
+        body = orjson.dumps(_record(rng, spec, minute))
+        yield body if minute == 0 else b"," + body
+
+
+def blob_bytes(spec: BlobSpec) -> bytes:
+    """The whole committed blob: head, every data block, tail."""
+    return HEAD + b"".join(data_blocks(spec)) + TAIL
+
+
+def write_blob(root: Path, spec: BlobSpec) -> Path:
+    """Write one blob under root/<container>/<blob name>, streaming block by block."""
+    path = root / spec.container / spec.blob_name
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with path.open("wb") as out:
+        out.write(HEAD)
+        for block in data_blocks(spec):
+            out.write(block)
+        out.write(TAIL)
+    return path
+
+
+def sample_specs(hours: int = 2, seed: int = 1, tuples_per_minute: int = 20) -> list[BlobSpec]:
+    """A small realistic estate: two NSGs (v1 and v2, two NICs) and one VNet flow log."""
+    end = datetime(2026, 11, 25, 10, tzinfo=UTC)
+    specs: list[BlobSpec] = []
+    for h in range(hours):
+        hour = end - timedelta(hours=hours - 1 - h)
+        common = {"hour": hour, "seed": seed, "tuples_per_minute": tuples_per_minute}
+        specs.append(BlobSpec(kind="nsg", version=2, name="WEB-NSG", mac="000D3AF87856", **common))  # type: ignore[arg-type]
+        specs.append(BlobSpec(kind="nsg", version=2, name="WEB-NSG", mac="000D3AF87857", **common))  # type: ignore[arg-type]
+        specs.append(BlobSpec(kind="nsg", version=1, name="LEGACY-NSG", mac="000D3A1B2C3D", **common))  # type: ignore[arg-type]
+        specs.append(BlobSpec(kind="vnet", version=4, name="VNET1-FLOWLOG", mac="0022487BC205", **common))  # type: ignore[arg-type]
+    return specs
