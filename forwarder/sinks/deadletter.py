@@ -1,0 +1,58 @@
+"""The dead-letter file: events a sink rejected for good, with the reason and where they came from."""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from pathlib import Path
+
+import orjson
+
+from forwarder.flowlog.model import FlowEvent
+
+log = logging.getLogger("forwarder.deadletter")
+
+
+class DeadLetter:
+    """Appends NDJSON entries and fsyncs before returning: a dead-lettered event counts as handled,
+    so it must be on disk before its chunk is confirmed."""
+
+    def __init__(self, path: Path | None):
+        self.path = path
+        self._lock = threading.Lock()
+        self.count = 0
+
+    def write(self, sink: str, reason: str, items: list[tuple[FlowEvent, str]]) -> None:
+        if not items:
+            return
+        entries = []
+        now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+        for event, line in items:
+            entries.append(
+                orjson.dumps(
+                    {
+                        "time": now,
+                        "sink": sink,
+                        "reason": reason,
+                        "blob": event.ctx.source,
+                        "offset": event.ctx.record_offset,
+                        "event_id": event.event_id,
+                        "event": line,
+                    }
+                )
+            )
+        with self._lock:
+            self.count += len(items)
+            log.error(
+                "Dead-lettered events a sink rejected for good: sink=%s count=%d reason=%s blob=%s offset=%d file=%s",
+                sink, len(items), reason, items[0][0].ctx.source, items[0][0].ctx.record_offset, self.path,
+            )
+            if self.path is None:
+                return
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            with self.path.open("ab") as out:
+                out.write(b"\n".join(entries) + b"\n")
+                out.flush()
+                os.fsync(out.fileno())

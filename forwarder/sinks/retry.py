@@ -1,0 +1,81 @@
+"""Retry transient sink failures with capped exponential backoff and jitter (tenacity).
+
+By default a sink retries for as long as it takes, so an outage turns into backpressure rather
+than loss. Waiting is interruptible: on shutdown the pipeline sets ``stop`` and the wait ends at
+once with ``Interrupted`` (the chunk stays unconfirmed and is sent again after the restart).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_never, wait_exponential_jitter
+
+log = logging.getLogger("forwarder.retry")
+T = TypeVar("T")
+
+
+class TransientError(Exception):
+    """Worth retrying: timeouts, refused connections, 429, 5xx. ``retry_after`` in seconds if the peer said."""
+
+    def __init__(self, message: str, retry_after: float | None = None):
+        super().__init__(message)
+        self.retry_after = retry_after
+
+
+class RetriesExhausted(Exception):
+    """The configured attempt limit was reached; the caller dead-letters what it could not send."""
+
+
+class Interrupted(Exception):
+    """Shutdown was requested while waiting to retry."""
+
+
+@dataclass
+class RetryPolicy:
+    initial: float = 0.5  # seconds before the first retry
+    maximum: float = 60.0  # cap on one wait
+    max_attempts: int = 0  # 0 = retry forever
+    stop: threading.Event = field(default_factory=threading.Event)
+    on_retry: Callable[[str], None] | None = None  # metrics hook, called with the sink name
+
+    def wait_seconds(self, state: RetryCallState) -> float:
+        backoff = wait_exponential_jitter(initial=self.initial, max=self.maximum, jitter=self.initial)(state)
+        exc = state.outcome.exception() if state.outcome else None
+        if isinstance(exc, TransientError) and exc.retry_after is not None:
+            return max(min(exc.retry_after, self.maximum * 10), backoff if exc.retry_after == 0 else 0.0)
+        return float(backoff)
+
+    def call(self, fn: Callable[[], T], what: str, sink: str = "") -> T:
+        """Run fn, retrying TransientError. Raises RetriesExhausted or Interrupted."""
+
+        def before_sleep(state: RetryCallState) -> None:
+            exc = state.outcome.exception() if state.outcome else None
+            wait = state.next_action.sleep if state.next_action else 0.0
+            log.warning(
+                "Retrying after a transient failure: sink=%s what=%s attempt=%d wait_s=%.1f error=%s",
+                sink, what, state.attempt_number, wait, exc,
+            )
+            if self.on_retry:
+                self.on_retry(sink)
+
+        def sleep(seconds: float) -> None:
+            if self.stop.wait(seconds):
+                raise Interrupted(f"shutdown requested while retrying {what}")
+
+        retrying = Retrying(
+            retry=retry_if_exception_type(TransientError),
+            wait=self.wait_seconds,
+            stop=stop_after_attempt(self.max_attempts) if self.max_attempts > 0 else stop_never,
+            sleep=sleep,
+            before_sleep=before_sleep,
+            reraise=True,
+        )
+        try:
+            return retrying(fn)
+        except TransientError as exc:
+            raise RetriesExhausted(f"{what}: gave up after {self.max_attempts} attempts: {exc}") from exc
