@@ -1,0 +1,47 @@
+"""The ``nsg-forwarder`` command line: one entry point, one sub-command per job.
+
+Exit codes scripts can rely on: 0 success; 1 the job failed (bad input, unreachable sink,
+corrupt checkpoint, archive that does not verify); 2 usage or configuration error;
+3 ``convert --strict`` skipped bad input.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+from collections.abc import Sequence
+
+from forwarder import __version__
+from forwarder.cli import checkpoints_cmd, convert_cmd, run_cmd, sample_cmd
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="nsg-forwarder",
+        description="Forward Azure NSG and VNet flow logs as ECS, CEF or OCSF events to files, syslog, "
+        "Splunk HEC, Elasticsearch or any HTTP endpoint, at least once, with per-blob checkpoints.",
+        epilog="Exit codes: 0 ok, 1 the job failed, 2 usage or configuration error, 3 convert --strict skipped input.",
+    )
+    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    run_cmd.register(sub)
+    convert_cmd.register(sub)
+    checkpoints_cmd.register(sub)
+    sample_cmd.register(sub)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        code: int = args.handler(args)
+    except KeyboardInterrupt:
+        return 130
+    except BrokenPipeError:
+        # The reader of our stdout went away (| head): not an error of ours.
+        sys.stderr.close()
+        return EXIT_OK
+    return code

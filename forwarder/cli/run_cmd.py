@@ -1,0 +1,146 @@
+"""``nsg-forwarder run`` (the service) and ``nsg-forwarder validate`` (check a config)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import signal
+import sys
+import threading
+from pathlib import Path
+from types import FrameType
+from typing import Any
+
+from forwarder.checkpoints.store import CheckpointError, CheckpointStore
+from forwarder.config.build import build_service, build_sinks, build_source, checkpoint_path, sink_names
+from forwarder.config.loader import ConfigError, load_config, world_readable_secret
+from forwarder.logsetup import setup_logging
+from forwarder.sinks.base import SinkFatal
+from forwarder.sinks.deadletter import DeadLetter
+from forwarder.sinks.retry import RetryPolicy
+from forwarder.sources.base import SourceError
+
+log = logging.getLogger("forwarder.run")
+
+
+def register(sub: Any) -> None:
+    p = sub.add_parser(
+        "run",
+        help="run the forwarder (polls until SIGTERM, or drains once with --once)",
+        description="Read new flow-log data from the configured source, deliver it to every sink, and advance "
+        "the per-blob checkpoints only past what every sink confirmed. SIGTERM/SIGINT: stop reading, finish "
+        "in-flight delivery within [service] shutdown_grace seconds, save checkpoints, exit 0 (a second signal "
+        "exits at once; the checkpoint file is never left torn). SIGHUP: reopen output files.",
+    )
+    p.add_argument("--config", "-c", required=True, type=Path, help="the TOML config file")
+    p.add_argument("--once", action="store_true", help="deliver everything available now, save checkpoints, exit 0")
+    p.set_defaults(handler=run)
+
+    v = sub.add_parser(
+        "validate",
+        help="check a config file and exit non-zero with the bad key if it is wrong",
+        description="Load the config, expand ${VARS}, check it against schemas/config.schema.json and build the "
+        "source and sinks without connecting. Exit 0 if usable, 2 with a message naming the key if not.",
+    )
+    v.add_argument("--config", "-c", required=True, type=Path, help="the TOML config file")
+    v.set_defaults(handler=validate)
+
+
+def _load(path: Path) -> dict[str, Any] | None:
+    try:
+        return load_config(path)
+    except ConfigError as exc:
+        print(f"nsg-forwarder: configuration error: {exc}", file=sys.stderr)
+        return None
+
+
+def validate(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    try:
+        source = build_source(cfg)
+        sinks = build_sinks(cfg, DeadLetter(None), RetryPolicy())
+    except (ConfigError, SinkFatal, SourceError, ValueError) as exc:
+        print(f"nsg-forwarder: configuration error: {args.config}: {exc}", file=sys.stderr)
+        return 2
+    if world_readable_secret(args.config, cfg):
+        print(
+            f"warning: {args.config} holds a secret and other users can read it; use ${{VAR}} or <key>_file, "
+            f"or chmod 600 it",
+            file=sys.stderr,
+        )
+    src = cfg["source"]
+    where = src.get("path") or src.get("container")
+    print(f"Config OK: {args.config}")
+    print(f"  source: {src['type']} {where} (identity {source.identity}, start {src.get('start', 'earliest')})")
+    print(f"  checkpoints: {checkpoint_path(cfg)}")
+    for name, s in zip(sink_names(cfg), cfg["sink"], strict=True):
+        target = s.get("path") or s.get("url") or (f"{s.get('host')}:{s.get('port', '')}" if s.get("host") else "")
+        print(f"  sink {name}: {s.get('format', 'ecs')} -> {target}")
+    del sinks
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = _load(args.config)
+    if cfg is None:
+        return 2
+    log_cfg = cfg.get("log", {})
+    setup_logging(log_cfg.get("level", "info"), log_cfg.get("format", "auto"))
+    if world_readable_secret(args.config, cfg):
+        log.warning("The config file holds a secret and other users can read it: path=%s", args.config)
+    stop = threading.Event()
+    abort = threading.Event()
+    grace = float(cfg.get("service", {}).get("shutdown_grace", 10))
+    try:
+        store = CheckpointStore.load(checkpoint_path(cfg))
+        service = build_service(cfg, stop, store, abort=abort)
+    except CheckpointError as exc:
+        log.error("%s", exc)
+        return 1
+    except (ConfigError, ValueError) as exc:
+        print(f"nsg-forwarder: configuration error: {args.config}: {exc}", file=sys.stderr)
+        return 2
+    signals = {"count": 0}
+
+    def on_stop(signum: int, frame: FrameType | None) -> None:
+        signals["count"] += 1
+        if signals["count"] > 1:
+            # The checkpoint file is only ever replaced by rename, so leaving now cannot tear it.
+            os._exit(1)
+        log.info("Stopping: finishing in-flight delivery, then saving checkpoints: signal=%s grace_s=%.0f",
+                 signal.Signals(signum).name, grace)
+        stop.set()
+        threading.Timer(grace, abort.set).start()
+
+    def on_hup(signum: int, frame: FrameType | None) -> None:
+        service.reopen_requested.set()
+
+    signal.signal(signal.SIGTERM, on_stop)
+    signal.signal(signal.SIGINT, on_stop)
+    signal.signal(signal.SIGHUP, on_hup)
+    try:
+        service.delivery.open()
+        log.info(
+            "Forwarder started: source=%s sinks=%s once=%s checkpoints=%s",
+            service.source.identity, ",".join(sink_names(cfg)), args.once, store.path,
+        )
+        service.run(once=args.once)
+    except SinkFatal as exc:
+        log.error("A sink failed in a way retrying cannot fix; stopping: %s", exc)
+        return 1
+    except SourceError as exc:
+        log.error("The source failed in a way retrying cannot fix; stopping: %s", exc)
+        return 1
+    finally:
+        abort.set()
+        service.delivery.close()
+        service.source.close()
+    s = service.stats
+    log.info(
+        "Forwarder stopped: polls=%d events=%d bytes_downloaded=%d %s",
+        s.polls, s.events_delivered, s.bytes_downloaded, service.issues.summary(),
+    )
+    return 0

@@ -1,0 +1,77 @@
+"""Turn a validated config into the running parts: source, checkpoint store, sinks, service."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Mapping
+from importlib import import_module
+from pathlib import Path
+from typing import Any
+
+from forwarder.checkpoints.store import CheckpointStore
+from forwarder.flowlog.issues import IssueLog
+from forwarder.pipeline.delivery import Delivery
+from forwarder.pipeline.service import Service
+from forwarder.sinks.base import Sink
+from forwarder.sinks.deadletter import DeadLetter
+from forwarder.sinks.retry import RetryPolicy
+from forwarder.sources.base import BlobSource
+
+SINK_MODULES = {
+    "file": "forwarder.sinks.file",
+    "syslog": "forwarder.sinks.syslog",
+    "splunk_hec": "forwarder.sinks.splunk_hec",
+    "elasticsearch": "forwarder.sinks.elasticsearch",
+    "http": "forwarder.sinks.http",
+}
+SOURCE_MODULES = {"directory": "forwarder.sources.directory", "azure_blob": "forwarder.sources.azure_blob"}
+DEFAULT_CHECKPOINT = "/var/lib/nsg-forwarder/checkpoints.json"
+
+
+def checkpoint_path(cfg: Mapping[str, Any]) -> Path:
+    return Path(cfg.get("checkpoint", {}).get("path", DEFAULT_CHECKPOINT))
+
+
+def build_source(cfg: Mapping[str, Any]) -> BlobSource:
+    module = import_module(SOURCE_MODULES[cfg["source"]["type"]])
+    source: BlobSource = module.from_config(cfg["source"])
+    return source
+
+
+def sink_names(cfg: Mapping[str, Any]) -> list[str]:
+    return [s.get("name") or f"{s['type']}[{i}]" for i, s in enumerate(cfg["sink"])]
+
+
+def build_sinks(cfg: Mapping[str, Any], dead_letter: DeadLetter, retry: RetryPolicy) -> list[Sink]:
+    sinks = []
+    for name, sink_cfg in zip(sink_names(cfg), cfg["sink"], strict=True):
+        module = import_module(SINK_MODULES[sink_cfg["type"]])
+        sinks.append(module.from_config(sink_cfg, name, dead_letter, retry))
+    return sinks
+
+
+def build_service(
+    cfg: Mapping[str, Any], stop: threading.Event, store: CheckpointStore, abort: threading.Event | None = None
+) -> Service:
+    cp_path = checkpoint_path(cfg)
+    dl_path = Path(cfg.get("dead_letter", {}).get("path") or cp_path.with_name("dead-letter.ndjson"))
+    retry_cfg = cfg.get("retry", {})
+    retry = RetryPolicy(
+        initial=float(retry_cfg.get("initial", 0.5)),
+        maximum=float(retry_cfg.get("maximum", 60.0)),
+        max_attempts=int(retry_cfg.get("max_attempts", 0)),
+        stop=abort or stop,
+    )
+    source = build_source(cfg)
+    delivery = Delivery(build_sinks(cfg, DeadLetter(dl_path), retry))
+    return Service(
+        source,
+        store,
+        delivery,
+        start=str(cfg["source"].get("start", "earliest")),
+        poll_interval=float(cfg["source"].get("poll_interval", 30)),
+        chunk_bytes=int(cfg.get("reader", {}).get("chunk_bytes", 4 << 20)),
+        checkpoint_interval=float(cfg.get("checkpoint", {}).get("interval", 1.0)),
+        stop=stop,
+        issues=IssueLog(),
+    )

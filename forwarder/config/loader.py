@@ -1,0 +1,145 @@
+"""Load the TOML config: expand ${NAME}, read <secret>_file keys, validate against the schema.
+
+Every error names the key (``sink[1].port``) so that a user can find it in the file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import stat
+import tomllib
+from collections.abc import Mapping
+from functools import cache
+from pathlib import Path
+from typing import Any
+
+import jsonschema
+
+SECRET_KEYS = frozenset({"connection_string", "account_key", "sas_token", "token", "api_key", "password"})
+_VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+
+
+class ConfigError(Exception):
+    """The config cannot be used; the message says which file and key."""
+
+
+def schema_path(name: str) -> Path:
+    """Schemas ship inside the wheel (forwarder/schemas); in a source checkout they are at the top level."""
+    packaged = Path(__file__).resolve().parents[1] / "schemas" / name
+    if packaged.exists():
+        return packaged
+    return Path(__file__).resolve().parents[2] / "schemas" / name
+
+
+@cache
+def _validator() -> jsonschema.protocols.Validator:
+    schema = json.loads(schema_path("config.schema.json").read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    return cls(schema, format_checker=cls.FORMAT_CHECKER)
+
+
+def key_path(parts: Any) -> str:
+    out = ""
+    for p in parts:
+        out += f"[{p}]" if isinstance(p, int) else (f".{p}" if out else str(p))
+    return out or "(top level)"
+
+
+def _expand(value: Any, where: list[str | int], env: Mapping[str, str]) -> Any:
+    if isinstance(value, str):
+
+        def sub(m: re.Match[str]) -> str:
+            name = m.group(1)
+            if name not in env:
+                raise ConfigError(f"{key_path(where)}: environment variable {name} is not set")
+            return env[name]
+
+        return _VAR.sub(sub, value)
+    if isinstance(value, dict):
+        return {k: _expand(v, [*where, k], env) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_expand(v, [*where, i], env) for i, v in enumerate(value)]
+    return value
+
+
+def _read_secret_files(table: dict[str, Any], where: list[str | int]) -> None:
+    for key in list(table):
+        if key.endswith("_file") and key[: -len("_file")] in SECRET_KEYS:
+            secret = key[: -len("_file")]
+            if secret in table:
+                raise ConfigError(f"{key_path([*where, key])}: give either {secret} or {key}, not both")
+            path = Path(str(table.pop(key)))
+            try:
+                table[secret] = path.read_text().strip()
+            except OSError as exc:
+                raise ConfigError(f"{key_path([*where, key])}: cannot read {path}: {exc.strerror}") from exc
+        elif isinstance(table[key], dict):
+            _read_secret_files(table[key], [*where, key])
+        elif isinstance(table[key], list):
+            for i, item in enumerate(table[key]):
+                if isinstance(item, dict):
+                    _read_secret_files(item, [*where, key, i])
+
+
+def _message(error: jsonschema.ValidationError) -> str:
+    if error.validator == "additionalProperties":
+        known = sorted(error.schema.get("properties", {}))
+        extra = sorted(set(error.instance) - set(known)) if isinstance(error.instance, dict) else []
+        return f"unknown key {', '.join(repr(e) for e in extra)} (known keys: {', '.join(known)})"
+    if error.validator == "required":
+        return error.message.replace("is a required property", "is required")
+    if error.validator in ("enum", "const"):
+        return f"{error.instance!r} is not allowed here (expected {error.message.split('is not one of ')[-1]})"
+    return error.message
+
+
+def validate(doc: dict[str, Any], origin: str) -> None:
+    errors = sorted(_validator().iter_errors(doc), key=lambda e: (len(e.absolute_path), list(map(str, e.path))))
+    if errors:
+        # The deepest error is the most specific one (an if/then branch reports on the key itself).
+        best = max(errors, key=lambda e: len(e.absolute_path))
+        raise ConfigError(f"{origin}: {key_path(best.absolute_path)}: {_message(best)}")
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    try:
+        raw = tomllib.loads(path.read_text())
+    except FileNotFoundError as exc:
+        raise ConfigError(f"Config file not found: {path}") from exc
+    except OSError as exc:
+        raise ConfigError(f"Cannot read config file {path}: {exc.strerror}") from exc
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
+    doc = _expand(raw, [], os.environ if env is None else env)
+    _read_secret_files(doc, [])
+    validate(doc, str(path))
+    return doc
+
+
+def world_readable_secret(path: Path, doc: Mapping[str, Any], raw_text: str | None = None) -> bool:
+    """True when the file holds a secret literally (not via ${VAR} or *_file) and others may read it."""
+    try:
+        mode = path.stat().st_mode
+    except OSError:
+        return False
+    if not mode & (stat.S_IROTH | stat.S_IRGRP):
+        return False
+    text = raw_text if raw_text is not None else path.read_text()
+    try:
+        raw = tomllib.loads(text)
+    except tomllib.TOMLDecodeError:
+        return False
+
+    def literal_secret(value: Any) -> bool:
+        if isinstance(value, dict):
+            return any(
+                (k in SECRET_KEYS and isinstance(v, str) and v and not _VAR.fullmatch(v.strip())) or literal_secret(v)
+                for k, v in value.items()
+            )
+        if isinstance(value, list):
+            return any(literal_secret(v) for v in value)
+        return False
+
+    return literal_secret(raw)

@@ -1,0 +1,140 @@
+"""The service loop: discover, read new bytes, deliver, then checkpoint; poll until stopped."""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from forwarder.checkpoints.store import CheckpointStore
+from forwarder.flowlog.issues import IssueLog
+from forwarder.pipeline.delivery import Delivery
+from forwarder.pipeline.reader import BlobReader, Chunk
+from forwarder.sinks.base import SinkFatal
+from forwarder.sinks.retry import Interrupted
+from forwarder.sources.base import BlobGone, BlobRef, BlobSource, SourceError
+
+log = logging.getLogger("forwarder.service")
+
+
+@dataclass
+class ServiceStats:
+    polls: int = 0
+    blobs_read: int = 0
+    tuples: int = 0
+    events_delivered: int = 0
+    bytes_downloaded: int = 0
+    blob_errors: int = 0
+    newest_flow_ms: int = 0  # time of the newest delivered flow (for lag)
+    last_poll_end: float = 0.0
+    started: float = field(default_factory=time.time)
+
+
+class Service:
+    def __init__(
+        self,
+        source: BlobSource,
+        store: CheckpointStore,
+        delivery: Delivery,
+        *,
+        start: str = "earliest",
+        poll_interval: float = 30.0,
+        chunk_bytes: int = 4 << 20,
+        checkpoint_interval: float = 1.0,
+        stop: threading.Event | None = None,
+        issues: IssueLog | None = None,
+        on_chunk: Callable[[Chunk], None] | None = None,
+    ):
+        self.source = source
+        self.store = store
+        self.delivery = delivery
+        self.start = start
+        self.poll_interval = poll_interval
+        self.checkpoint_interval = checkpoint_interval
+        self.stop = stop or threading.Event()
+        self.issues = issues or IssueLog()
+        self.reader = BlobReader(source, self.issues, chunk_bytes)
+        self.stats = ServiceStats()
+        self.on_chunk = on_chunk
+        self._first_run = not store.items()
+        self.reopen_requested = threading.Event()  # SIGHUP: reopen output files between chunks
+        self._last_save = time.monotonic()
+
+    def run(self, once: bool = False) -> None:
+        """Poll until ``stop`` is set (or once). Raises SinkFatal / SourceError / CheckpointError."""
+        try:
+            while not self.stop.is_set():
+                self.poll()
+                if once:
+                    break
+                self.stop.wait(self.poll_interval)
+        finally:
+            self.store.save()
+
+    def poll(self) -> None:
+        began = time.monotonic()
+        blobs = sorted(self.source.discover(), key=lambda b: b.name)
+        latest_init = self._first_run and self.start == "latest"
+        self._first_run = False
+        for blob in blobs:
+            if self.stop.is_set():
+                break
+            if latest_init:
+                self._skip_existing(blob)
+                continue
+            self._read_blob(blob)
+        self.store.save()
+        self._last_save = time.monotonic()
+        self.stats.polls += 1
+        self.stats.last_poll_end = time.time()
+        self.stats.bytes_downloaded = self.reader.bytes_read
+        log.debug("Poll finished: blobs=%d seconds=%.2f", len(blobs), time.monotonic() - began)
+
+    def _skip_existing(self, blob: BlobRef) -> None:
+        key = self.reader.key(blob)
+        try:
+            cp = self.reader.end_checkpoint(blob)
+        except BlobGone:
+            return
+        if cp is not None:
+            self.store.put(key, cp)
+            log.info("Starting at the end of existing data (start = latest): blob=%s offset=%d", key, cp.offset)
+
+    def _read_blob(self, blob: BlobRef) -> None:
+        key = self.reader.key(blob)
+        cp = self.store.get(key)
+        if not self.reader.changed(blob, cp):
+            return
+        try:
+            for chunk in self.reader.chunks(blob, cp):
+                if self.stop.is_set() and chunk.events:
+                    return  # shutting down: this chunk stays unconfirmed and is read again next time
+                if self.reopen_requested.is_set():
+                    self.reopen_requested.clear()
+                    log.info("Reopening sink outputs (SIGHUP)")
+                    self.delivery.reopen()
+                self.delivery.deliver(chunk.events, key, chunk.start, chunk.checkpoint.offset)
+                self.store.put(key, chunk.checkpoint)
+                self.stats.tuples += len(chunk.events)
+                self.stats.events_delivered += len(chunk.events)
+                if chunk.events:
+                    self.stats.newest_flow_ms = max(self.stats.newest_flow_ms, chunk.events[-1].timestamp_ms)
+                if self.on_chunk:
+                    self.on_chunk(chunk)
+                if time.monotonic() - self._last_save >= self.checkpoint_interval:
+                    self.store.save()
+                    self._last_save = time.monotonic()
+            self.stats.blobs_read += 1
+        except BlobGone:
+            log.warning("Blob was deleted before it was read to the end (retention?); moving on: blob=%s", key)
+            self.store.remove(key)
+        except Interrupted:
+            log.info("Shutdown interrupted delivery; the unconfirmed chunk will be sent again: blob=%s", key)
+        except (SourceError, SinkFatal):
+            raise
+        except Exception as exc:
+            # One bad blob must not stall the rest: report it and try again next poll.
+            self.stats.blob_errors += 1
+            log.error("Could not read blob; will retry next poll: blob=%s error=%s", key, exc)

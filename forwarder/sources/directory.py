@@ -1,0 +1,72 @@
+"""A local folder laid out like the storage container (what azcopy or Storage Explorer downloads).
+
+Either the container folder itself (holding ``resourceId=...`` / ``flowLogResourceID=...``) or a
+folder holding one or more ``insights-logs-*`` container folders. Files that grow (rewritten by
+a sync tool with a new block before the tail) are read incrementally like blobs.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator, Mapping
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from forwarder.sources.base import BlobGone, BlobRef, SourceError
+
+BLOB_FILE = "PT1H.json"
+_LAYOUT_ROOTS = ("resourceId=", "flowLogResourceID=")
+
+
+class DirectorySource:
+    def __init__(self, root: Path, account: str = "local", container: str | None = None):
+        self.root = root
+        self.account = account
+        # With container folders under root, blob names carry their container ("insights-logs-.../resourceId=...").
+        self.container = container or root.name
+        self.identity = account if self._has_container_folders() else f"{account}/{self.container}"
+
+    def _has_container_folders(self) -> bool:
+        try:
+            return any(p.is_dir() and p.name.startswith("insights-logs-") for p in self.root.iterdir())
+        except OSError:
+            return False
+
+    def discover(self) -> Iterator[BlobRef]:
+        if not self.root.is_dir():
+            raise SourceError(f"The source folder does not exist or is not a folder: path={self.root}")
+        self.identity = self.account if self._has_container_folders() else f"{self.account}/{self.container}"
+        for dirpath, dirnames, filenames in os.walk(self.root):
+            dirnames.sort()
+            if BLOB_FILE not in filenames:
+                continue
+            path = Path(dirpath) / BLOB_FILE
+            try:
+                st = path.stat()
+            except FileNotFoundError:
+                continue
+            name = path.relative_to(self.root).as_posix()
+            if not name.startswith(_LAYOUT_ROOTS) and "/" not in name:
+                continue
+            yield BlobRef(
+                name=name,
+                size=st.st_size,
+                etag=f"{st.st_mtime_ns:x}-{st.st_size:x}-{st.st_ino:x}",
+                last_modified=datetime.fromtimestamp(st.st_mtime, UTC),
+            )
+
+    def read(self, name: str, start: int, end: int) -> bytes:
+        try:
+            with (self.root / name).open("rb") as f:
+                f.seek(start)
+                return f.read(max(0, end - start))
+        except FileNotFoundError as exc:
+            raise BlobGone(name) from exc
+
+    def close(self) -> None:
+        pass
+
+
+def from_config(cfg: Mapping[str, Any]) -> DirectorySource:
+    return DirectorySource(Path(cfg["path"]), account=cfg.get("account", "local"), container=cfg.get("container"))
