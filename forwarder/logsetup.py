@@ -28,9 +28,11 @@ class JsonFormatter(logging.Formatter):
 def choose_format(requested: str) -> str:
     if requested != "auto":
         return requested
-    if os.environ.get("JOURNAL_STREAM") or os.environ.get("container") or os.path.exists("/.dockerenv"):
+    # systemd sets JOURNAL_STREAM; podman and systemd-nspawn set "container"; Docker leaves /.dockerenv.
+    in_container = os.environ.get("container") or os.path.exists("/.dockerenv")  # noqa: SIM112
+    if os.environ.get("JOURNAL_STREAM") or in_container:
         return "json"
-    return "text" if sys.stderr.isatty() else "text"
+    return "text"
 
 
 def setup_logging(level: str = "info", fmt: str = "auto") -> None:

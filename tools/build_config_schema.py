@@ -29,7 +29,8 @@ def build() -> dict[str, Any]:
         definition = json.loads(frag.read_text())
         definition.pop("$schema", None)
         schema["$defs"][f"sink_{sink_type}"] = definition
-        rules.append({"if": {"properties": {"type": {"const": sink_type}}}, "then": {"$ref": f"#/$defs/sink_{sink_type}"}})
+        when = {"properties": {"type": {"const": sink_type}}}
+        rules.append({"if": when, "then": {"$ref": f"#/$defs/sink_{sink_type}"}})
     return schema
 
 

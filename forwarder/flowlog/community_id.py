@@ -37,7 +37,7 @@ def community_id(src: str, dst: str, sport: int, dport: int, proto: int, seed: i
             return hit
     a, b = _pack(src), _pack(dst)
     one_way = False
-    if proto == _ICMP4 or proto == _ICMP6:
+    if proto in (_ICMP4, _ICMP6):
         pairs = _ICMP4_PAIRS if proto == _ICMP4 else _ICMP6_PAIRS
         reply = pairs.get(sport)
         if reply is None:
