@@ -1,0 +1,295 @@
+"""Elasticsearch ``_bulk`` into a data stream: one ``create`` with ``_id`` = event id per event.
+
+``create`` with the deterministic event id is what makes replays harmless: a document that is
+already there comes back 409 (version_conflict_engine_exception) and counts as delivered, so a
+chunk sent twice after a crash is stored once.
+
+Per item: 200/201 delivered, 409 already there (delivered), 429 and 5xx sent again (only those
+items, with backoff), other 4xx dead-lettered with Elasticsearch's error type and reason; 403
+(not allowed to write) and 404 (the data stream cannot be created) stop the sink. Whole request:
+429/5xx retried, 401/403/404 stop the sink, 413 halves the request, 400 halves it until the
+document at fault is alone and dead-lettered.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from forwarder.sinks.base import Batch, Sink, SinkFatal
+from forwarder.sinks.deadletter import DeadLetter
+from forwarder.sinks.http_common import (
+    COMMON_KEYS,
+    HttpClient,
+    HttpSettings,
+    Redactor,
+    Response,
+    SinkConfigError,
+    check_keys,
+    fatal_for_status,
+    get_str,
+    raise_if_transient,
+    safe_url,
+    secret,
+    settings_from,
+    spans,
+)
+from forwarder.sinks.retry import RetriesExhausted, RetryPolicy, TransientError
+
+log = logging.getLogger("forwarder.sinks.elasticsearch")
+
+DEFAULT_BATCH_MAX_EVENTS = 5000
+DEFAULT_BATCH_MAX_BYTES = 10_000_000  # Elastic suggests bulk requests of a few MB to a few tens of MB
+DEFAULT_DATA_STREAM = {"ecs": "logs-azure.nsg_flow-default", "ocsf": "logs-azure.nsg_flow_ocsf-default"}
+# Only what the sink reads: a 5000-item response shrinks from ~1 MB to ~100 kB.
+_FILTER = "filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason"
+_INVALID_NAME = ("invalid_index_name_exception", "illegal_argument_exception")
+
+KEYS = COMMON_KEYS | {
+    "api_key",
+    "api_key_file",
+    "username",
+    "password",
+    "password_file",
+    "data_stream",
+    "pipeline",
+}
+
+Work = Sequence[int]  # indexes into the batch still to send in one request
+
+
+class ElasticsearchSink:
+    def __init__(
+        self,
+        name: str,
+        fmt: str,
+        settings: HttpSettings,
+        *,
+        data_stream: str,
+        pipeline: str | None,
+        authorization: str | None,
+        secrets: Sequence[str | None],
+        dead_letter: DeadLetter,
+        retry: RetryPolicy,
+    ):
+        self.name = name
+        self.format = fmt
+        self.settings = settings
+        self.data_stream = data_stream
+        self._dead_letter = dead_letter
+        self._retry = retry
+        self._redact = Redactor(secrets)
+        self._client = HttpClient(settings, name, self._redact)
+        self._where = safe_url(settings.url)
+        self._path = f"/{quote(data_stream, safe='')}/_bulk?{_FILTER}"
+        if pipeline:
+            self._path += f"&pipeline={quote(pipeline, safe='')}"
+        self._headers = {"Content-Type": "application/x-ndjson", "Accept": "application/json"}
+        if authorization:
+            self._headers["Authorization"] = authorization
+        # Data streams require @timestamp; ECS has it, OCSF has `time` only.
+        self._add_timestamp = fmt != "ecs"
+        self.delivered = 0
+        self.duplicates = 0
+
+    # -- Sink protocol -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        self._client.open()
+
+    def reopen(self) -> None:
+        self._client.reopen()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def send(self, batch: Batch) -> None:
+        if not batch.lines:
+            return
+        pieces = self._pieces(batch)
+        todo: deque[Work] = deque(
+            range(s, e)
+            for s, e in spans([len(p) for p in pieces], self.settings.batch_max_events, self.settings.batch_max_bytes)
+        )
+        while todo:
+            self._post(batch, pieces, todo.popleft(), todo)
+
+    # -- building ------------------------------------------------------------------------------
+
+    def _pieces(self, batch: Batch) -> list[str]:
+        lines = batch.lines
+        events = batch.events
+        # Event ids are hex digests and decimal indexes: nothing in them needs JSON escaping.
+        if self._add_timestamp and not lines[0].startswith('{"@timestamp"'):
+            return [
+                f'{{"create":{{"_id":"{ev.event_id}"}}}}\n{{"@timestamp":{ev.timestamp_ms},{line[1:]}\n'
+                for ev, line in zip(events, lines, strict=True)
+            ]
+        return [f'{{"create":{{"_id":"{ev.event_id}"}}}}\n{line}\n' for ev, line in zip(events, lines, strict=True)]
+
+    # -- posting -------------------------------------------------------------------------------
+
+    def _post(self, batch: Batch, pieces: list[str], work: Work, todo: deque[Work]) -> None:
+        pending: Work = work
+        what = f"bulk request of {len(work)} events from {batch.source}"
+
+        def attempt() -> Response:
+            nonlocal pending
+            if isinstance(pending, range):
+                text = "".join(pieces[pending.start : pending.stop])
+            else:
+                text = "".join([pieces[i] for i in pending])
+            headers = dict(self._headers)
+            body = self._client.encode(text.encode(), headers)
+            resp = self._client.request("POST", self._path, body, headers, what)
+            raise_if_transient(resp, what, self._redact)
+            if resp.status != 200:
+                return resp
+            pending = self._items(batch, pending, resp, what)
+            if pending:
+                raise TransientError(f"{what}: Elasticsearch asked to send {len(pending)} documents again "
+                                     "(HTTP 429 or 5xx per item)")
+            return resp
+
+        try:
+            resp = self._retry.call(attempt, what, sink=self.name)
+        except RetriesExhausted as exc:
+            self._reject(batch, pending, f"not delivered to Elasticsearch: {exc}")
+            return
+        if resp.status == 200:
+            return
+        where = f"Elasticsearch at {self._where}"
+        if resp.status == 413:
+            self._split(batch, pending, todo, "HTTP 413: the document alone is larger than Elasticsearch accepts")
+            return
+        fatal = fatal_for_status(resp, self.name, where, self._redact, self._hint(resp.status))
+        if fatal is not None:
+            raise fatal
+        doc = resp.json()
+        error = doc.get("error") if isinstance(doc, dict) else None
+        etype = error.get("type") if isinstance(error, dict) else None
+        if etype in _INVALID_NAME and isinstance(error, dict) and "index" in str(error.get("reason", "")).lower():
+            raise SinkFatal(f"sink {self.name}: {where}: data_stream {self.data_stream!r} is not a valid name: "
+                            f"{resp.excerpt(self._redact, 200)}")
+        if resp.status == 400:
+            self._split(batch, pending, todo, f"Elasticsearch rejected the request: HTTP 400 "
+                        f"{resp.excerpt(self._redact)}")
+            return
+        self._reject(batch, pending, f"Elasticsearch rejected the request: HTTP {resp.status} "
+                     f"{resp.excerpt(self._redact)}".rstrip())
+
+    def _items(self, batch: Batch, sent: Work, resp: Response, what: str) -> list[int]:
+        """Account for every item of a 200 answer; return the indexes to send again."""
+        doc = resp.json()
+        if not isinstance(doc, dict):
+            raise TransientError(f"{what}: HTTP 200 but the body is not a bulk response: "
+                                 f"{resp.excerpt(self._redact, 160)}")
+        if doc.get("errors") is False:
+            self.delivered += len(sent)
+            return []
+        items = doc.get("items")
+        if not isinstance(items, list) or len(items) != len(sent):
+            # Sending all again is safe: what was stored comes back 409.
+            raise TransientError(f"{what}: bulk response has {len(items) if isinstance(items, list) else 'no'} "
+                                 f"items for {len(sent)} documents")
+        again: list[int] = []
+        rejected: dict[str, list[int]] = {}
+        for index, item in zip(sent, items, strict=True):
+            result: Any = next(iter(item.values()), {}) if isinstance(item, dict) and item else {}
+            status = result.get("status", 0) if isinstance(result, dict) else 0
+            if status in (200, 201):
+                self.delivered += 1
+            elif status == 409:
+                self.delivered += 1
+                self.duplicates += 1
+            elif status == 429 or status >= 500:
+                again.append(index)
+            else:
+                error = result.get("error") or {}
+                etype = error.get("type", "") if isinstance(error, dict) else str(error)
+                reason = error.get("reason", "") if isinstance(error, dict) else ""
+                if status in (401, 403) or etype == "index_not_found_exception":
+                    raise SinkFatal(
+                        f"sink {self.name}: Elasticsearch at {self._where} refuses to write to "
+                        f"{self.data_stream!r}: HTTP {status} {etype}: {self._redact(str(reason))[:200]}"
+                        f"{self._hint(status if status in (401, 403) else 404)}"
+                    )
+                text = f"Elasticsearch rejected the document: HTTP {status} {etype}: {self._redact(str(reason))}"
+                rejected.setdefault(text[:500], []).append(index)
+        for text, indexes in rejected.items():
+            self._reject(batch, indexes, text)
+        return again
+
+    def _hint(self, status: int) -> str:
+        if status == 401:
+            return " (check api_key, or username and password)"
+        if status == 403:
+            return (f" (the user or API key needs the create_doc and auto_configure privileges on "
+                    f"{self.data_stream!r})")
+        if status == 404:
+            return (f"; does an index template match {self.data_stream!r} (Elastic's logs-*-* does), "
+                    "and is url the Elasticsearch address without a path?")
+        return ""
+
+    def _split(self, batch: Batch, work: Work, todo: deque[Work], alone: str) -> None:
+        if len(work) == 1:
+            self._reject(batch, work, alone)
+            return
+        mid = len(work) // 2
+        todo.appendleft(work[mid:])
+        todo.appendleft(work[:mid])
+
+    def _reject(self, batch: Batch, indexes: Work, reason: str) -> None:
+        self._dead_letter.write(self.name, reason, [(batch.events[i], batch.lines[i]) for i in indexes])
+
+
+def _authorization(cfg: Mapping[str, Any], name: str) -> tuple[str | None, list[str | None]]:
+    api_key = secret(cfg, "api_key", name)
+    username = get_str(cfg, "username", name)
+    password = secret(cfg, "password", name)
+    if api_key is not None and (username is not None or password is not None):
+        raise SinkConfigError(f"sink {name}: set api_key, or username and password, not both")
+    if (username is None) != (password is None):
+        raise SinkConfigError(f"sink {name}: username and password go together")
+    if api_key is not None:
+        # Elastic shows both the base64 "encoded" key and its "id:api_key" parts; accept either.
+        encoded = base64.b64encode(api_key.encode()).decode() if ":" in api_key else api_key
+        return f"ApiKey {encoded}", [api_key, encoded]
+    if username is not None and password is not None:
+        basic = base64.b64encode(f"{username}:{password}".encode()).decode()
+        return f"Basic {basic}", [password, basic]
+    return None, []
+
+
+def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retry: RetryPolicy) -> Sink:
+    check_keys(cfg, KEYS, name)
+    fmt = get_str(cfg, "format", name, "ecs") or "ecs"
+    if fmt == "cef":
+        raise SinkConfigError(f"sink {name}: Elasticsearch stores JSON documents: format must be ecs or ocsf, not cef")
+    if fmt not in DEFAULT_DATA_STREAM:
+        raise SinkConfigError(f"sink {name}: format must be ecs or ocsf, got {fmt!r}")
+    settings = settings_from(
+        cfg, name, batch_max_events=DEFAULT_BATCH_MAX_EVENTS, batch_max_bytes=DEFAULT_BATCH_MAX_BYTES, timeout=60.0
+    )
+    if settings.base_path.endswith("/_bulk"):
+        raise SinkConfigError(f"sink {name}: url is the Elasticsearch address, without /_bulk")
+    data_stream = get_str(cfg, "data_stream", name, DEFAULT_DATA_STREAM[fmt]) or DEFAULT_DATA_STREAM[fmt]
+    if data_stream != data_stream.lower() or any(c in data_stream for c in ' "*\\<|,>/?#:') or data_stream[0] in "-_+.":
+        raise SinkConfigError(f"sink {name}: data_stream {data_stream!r} is not a valid Elasticsearch index name "
+                              "(lower case, no spaces or any of \"*\\<|,>/?#:, not starting with -_+.)")
+    authorization, secrets = _authorization(cfg, name)
+    return ElasticsearchSink(
+        name,
+        fmt,
+        settings,
+        data_stream=data_stream,
+        pipeline=get_str(cfg, "pipeline", name),
+        authorization=authorization,
+        secrets=secrets,
+        dead_letter=dead_letter,
+        retry=retry,
+    )

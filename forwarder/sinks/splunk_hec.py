@@ -1,0 +1,376 @@
+"""Splunk HTTP Event Collector: batches of concatenated JSON envelopes to ``/services/collector/event``.
+
+JSON events (ECS, OCSF) go into the envelope as the formatter wrote them, by string
+concatenation: no parse, no re-serialisation. CEF lines travel as JSON strings.
+
+How HEC answers (Splunk's documented status codes) and what the sink does:
+
+====  ===========================  =====================================================
+HTTP  HEC code                     action
+====  ===========================  =====================================================
+200   0 Success                    delivered (with ``ack``: once the ackId reads true)
+400   6/12/13/15 + invalid-event-  events before it were taken, that one is dead-lettered,
+      number                       the rest are sent again
+400   7 Incorrect index            SinkFatal: the token may not write to ``index``
+400   10/11 channel, 14 ack off    SinkFatal: the channel / ack settings do not fit the token
+401   2/3 token required/invalid   SinkFatal (the message never quotes the token)
+403   1/4 token disabled/invalid   SinkFatal
+404   (HEC off / wrong url)        SinkFatal
+413   content too large            split the request in halves (one event alone: dead-letter)
+429,  9 Server busy, 8 internal,   retried with backoff, honouring Retry-After
+5xx   18-20 unhealthy
+====  ===========================  =====================================================
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from typing import Any
+
+import orjson
+
+from forwarder.formats import FORMATS
+from forwarder.sinks.base import Batch, Sink, SinkFatal
+from forwarder.sinks.deadletter import DeadLetter
+from forwarder.sinks.http_common import (
+    COMMON_KEYS,
+    HttpClient,
+    HttpSettings,
+    Redactor,
+    Response,
+    SinkConfigError,
+    check_keys,
+    fatal_for_status,
+    get_bool,
+    get_number,
+    get_str,
+    raise_if_transient,
+    safe_url,
+    secret,
+    settings_from,
+    spans,
+)
+from forwarder.sinks.retry import Interrupted, RetriesExhausted, RetryPolicy
+
+log = logging.getLogger("forwarder.sinks.splunk_hec")
+
+EVENT_PATH = "/services/collector/event"
+ACK_PATH = "/services/collector/ack"
+
+DEFAULT_BATCH_MAX_EVENTS = 2000
+# Splunk Cloud and many load balancers in front of HEC refuse requests over about 1 MB.
+DEFAULT_BATCH_MAX_BYTES = 1_000_000
+DEFAULT_SOURCETYPES = {"ecs": "azure:nsg:flow", "ocsf": "azure:nsg:flow:ocsf", "cef": "azure:nsg:flow:cef"}
+
+# HEC codes that point at one bad event (``invalid-event-number``).
+_EVENT_CODES = frozenset({5, 6, 12, 13, 15})
+
+KEYS = COMMON_KEYS | {
+    "token",
+    "token_file",
+    "sourcetype",
+    "index",
+    "source",
+    "host",
+    "ack",
+    "channel",
+    "ack_timeout",
+    "ack_poll_interval",
+}
+
+
+class SplunkHecSink:
+    def __init__(
+        self,
+        name: str,
+        fmt: str,
+        settings: HttpSettings,
+        token: str,
+        *,
+        sourcetype: str,
+        index: str | None,
+        source: str | None,
+        host: str | None,
+        ack: bool,
+        channel: str | None,
+        ack_timeout: float,
+        ack_poll_interval: float,
+        dead_letter: DeadLetter,
+        retry: RetryPolicy,
+    ):
+        self.name = name
+        self.format = fmt
+        self.settings = settings
+        self._dead_letter = dead_letter
+        self._retry = retry
+        self._redact = Redactor([token])
+        self._client = HttpClient(settings, name, self._redact)
+        self._where = safe_url(settings.url)
+        self.ack = ack
+        self.channel = channel
+        self.ack_timeout = ack_timeout
+        self.ack_poll_interval = ack_poll_interval
+        self.index = index
+        self._headers = {"Authorization": f"Splunk {token}", "Content-Type": "application/json"}
+        if channel:
+            self._headers["X-Splunk-Request-Channel"] = channel
+        self._json_event = fmt != "cef"
+        # The envelope's constant tail, after "event"; "source" defaults to the blob, so it may vary.
+        meta = ""
+        if host is not None:
+            meta += ',"host":' + orjson.dumps(host).decode()
+        meta += ',"sourcetype":' + orjson.dumps(sourcetype).decode()
+        if index is not None:
+            meta += ',"index":' + orjson.dumps(index).decode()
+        self._fixed_source = None if source is None else ',"source":' + orjson.dumps(source).decode()
+        self._meta = meta + "}"
+        self.delivered = 0
+
+    # -- Sink protocol -------------------------------------------------------------------------
+
+    def open(self) -> None:
+        self._client.open()
+
+    def reopen(self) -> None:
+        self._client.reopen()
+
+    def close(self) -> None:
+        self._client.close()
+
+    def send(self, batch: Batch) -> None:
+        if not batch.lines:
+            return
+        pieces = self._pieces(batch)
+        todo: deque[tuple[int, int]] = deque(
+            spans([len(p) for p in pieces], self.settings.batch_max_events, self.settings.batch_max_bytes)
+        )
+        awaiting: dict[int, tuple[int, int]] = {}
+        while todo:
+            while todo:
+                start, end = todo.popleft()
+                self._post(batch, pieces, start, end, todo, awaiting)
+            if awaiting:
+                self._await_acks(awaiting, todo)
+
+    # -- building ------------------------------------------------------------------------------
+
+    def _pieces(self, batch: Batch) -> list[str]:
+        out: list[str] = []
+        append = out.append
+        meta = self._meta
+        fixed = self._fixed_source
+        tail = meta if fixed is None else fixed + meta
+        last_ctx = None
+        if self._json_event:
+            for event, line in zip(batch.events, batch.lines, strict=True):
+                if fixed is None and event.ctx is not last_ctx:
+                    last_ctx = event.ctx
+                    tail = ',"source":' + orjson.dumps(last_ctx.source).decode() + meta
+                append(f'{{"time":{event.timestamp_ms / 1000},"event":{line}{tail}')
+        else:
+            dumps = orjson.dumps
+            for event, line in zip(batch.events, batch.lines, strict=True):
+                if fixed is None and event.ctx is not last_ctx:
+                    last_ctx = event.ctx
+                    tail = ',"source":' + dumps(last_ctx.source).decode() + meta
+                append(f'{{"time":{event.timestamp_ms / 1000},"event":{dumps(line).decode()}{tail}')
+        return out
+
+    # -- posting -------------------------------------------------------------------------------
+
+    def _post(
+        self,
+        batch: Batch,
+        pieces: list[str],
+        start: int,
+        end: int,
+        todo: deque[tuple[int, int]],
+        awaiting: dict[int, tuple[int, int]],
+    ) -> None:
+        """Send pieces[start:end] once it is accepted, or put its parts back on ``todo``."""
+        headers = dict(self._headers)
+        body = self._client.encode("".join(pieces[start:end]).encode(), headers)
+        what = f"HEC request of {end - start} events from {batch.source}"
+
+        def attempt() -> Response:
+            resp = self._client.request("POST", EVENT_PATH, body, headers, what)
+            raise_if_transient(resp, what, self._redact)
+            return resp
+
+        try:
+            resp = self._retry.call(attempt, what, sink=self.name)
+        except RetriesExhausted as exc:
+            self._reject(batch, start, end, f"not delivered to Splunk HEC: {exc}")
+            return
+        doc = resp.json()
+        hec = doc if isinstance(doc, dict) else {}
+        code = hec.get("code")
+        if 200 <= resp.status < 300:
+            if self.ack:
+                ack_id = hec.get("ackId")
+                if not isinstance(ack_id, int):
+                    raise SinkFatal(
+                        f"sink {self.name}: ack = true but HEC at {self._where} returned no ackId: turn on "
+                        "indexer acknowledgement for the token, or set ack = false"
+                    )
+                awaiting[ack_id] = (start, end)
+            else:
+                self.delivered += end - start
+            return
+        if resp.status == 413:
+            self._split(batch, start, end, todo, "HTTP 413: the event alone is larger than HEC accepts")
+            return
+        fatal = self._fatal(resp, code)
+        if fatal is not None:
+            raise fatal
+        if resp.status == 400 and code in _EVENT_CODES:
+            bad = hec.get("invalid-event-number")
+            reason = f"Splunk HEC rejected the event: HTTP 400 code {code} {hec.get('text', '')}".rstrip()
+            if isinstance(bad, int) and 0 <= bad < end - start:
+                # HEC reads a request in order and stops at the bad event: those before it are taken
+                # (with ack they carry no ackId, so they go again rather than go unconfirmed).
+                self._reject(batch, start + bad, start + bad + 1, reason)
+                if self.ack and bad > 0:
+                    todo.appendleft((start, start + bad))
+                    if start + bad + 1 < end:
+                        todo.insert(1, (start + bad + 1, end))
+                else:
+                    self.delivered += bad
+                    if start + bad + 1 < end:
+                        todo.appendleft((start + bad + 1, end))
+                return
+            self._split(batch, start, end, todo, reason)
+            return
+        self._reject(batch, start, end, f"Splunk HEC rejected the request: HTTP {resp.status} "
+                     f"{resp.excerpt(self._redact)}".rstrip())
+
+    def _fatal(self, resp: Response, code: Any) -> SinkFatal | None:
+        where = f"Splunk HEC at {self._where}"
+        if resp.status == 400 and code == 7:
+            return SinkFatal(f"sink {self.name}: {where}: the token may not write to index {self.index!r} "
+                             "(HEC code 7, Incorrect index): add it to the token's allowed indexes or change index")
+        if resp.status == 400 and code in (10, 11):
+            return SinkFatal(f"sink {self.name}: {where}: the token needs a valid channel (HEC code {code}): "
+                             "set channel to a GUID, or ack = true")
+        if resp.status == 400 and code == 14:
+            return SinkFatal(f"sink {self.name}: {where}: ack = true but indexer acknowledgement is off for the "
+                             "token (HEC code 14): turn it on, or set ack = false")
+        hint = ""
+        if resp.status in (401, 403):
+            hint = f" (check token: HEC code {code})" if code is not None else " (check token)"
+        elif resp.status == 404:
+            hint = "; is HEC enabled and url the HEC port (usually 8088), without a path?"
+        return fatal_for_status(resp, self.name, where, self._redact, hint)
+
+    def _split(self, batch: Batch, start: int, end: int, todo: deque[tuple[int, int]], alone: str) -> None:
+        if end - start == 1:
+            self._reject(batch, start, end, alone)
+            return
+        mid = (start + end) // 2
+        todo.appendleft((mid, end))
+        todo.appendleft((start, mid))
+
+    def _reject(self, batch: Batch, start: int, end: int, reason: str) -> None:
+        self._dead_letter.write(
+            self.name, reason, [(batch.events[i], batch.lines[i]) for i in range(start, end)]
+        )
+
+    # -- indexer acknowledgement ---------------------------------------------------------------
+
+    def _await_acks(self, awaiting: dict[int, tuple[int, int]], todo: deque[tuple[int, int]]) -> None:
+        """Poll until every ackId reads true; after ``ack_timeout`` send the unconfirmed ones again."""
+        deadline = time.monotonic() + self.ack_timeout
+        wait = min(0.05, self.ack_poll_interval)
+        path = f"{ACK_PATH}?channel={self.channel}"
+        headers = dict(self._headers)
+        while awaiting:
+            if self._retry.stop.wait(wait):
+                raise Interrupted("shutdown requested while waiting for HEC acknowledgements")
+            wait = min(wait * 2, self.ack_poll_interval)
+            body = orjson.dumps({"acks": sorted(awaiting)})
+            what = f"HEC ack poll for {len(awaiting)} requests"
+
+            def poll(body: bytes = body, what: str = what) -> Response:
+                return self._client.post_json_ok(path, body, headers, what)
+
+            try:
+                resp = self._retry.call(poll, what, sink=self.name)
+            except RetriesExhausted as exc:
+                log.warning("Could not poll HEC acknowledgements, will send again: sink=%s error=%s", self.name, exc)
+                resp = None
+            if resp is not None:
+                doc = resp.json()
+                if resp.status == 200 and isinstance(doc, dict) and isinstance(doc.get("acks"), dict):
+                    for key, done in doc["acks"].items():
+                        if done is True:
+                            span = awaiting.pop(int(key), None)
+                            if span is not None:
+                                self.delivered += span[1] - span[0]
+                else:
+                    fatal = self._fatal(resp, doc.get("code") if isinstance(doc, dict) else None)
+                    if fatal is not None:
+                        raise fatal
+                    log.warning("Unexpected answer to an HEC ack poll: sink=%s status=%d body=%s",
+                                self.name, resp.status, resp.excerpt(self._redact))
+            if awaiting and time.monotonic() >= deadline:
+                log.warning(
+                    "HEC did not confirm indexing in time, sending those events again: sink=%s requests=%d "
+                    "events=%d ack_timeout_s=%g",
+                    self.name, len(awaiting), sum(e - s for s, e in awaiting.values()), self.ack_timeout,
+                )
+                todo.extend(sorted(awaiting.values()))
+                awaiting.clear()
+
+
+def default_channel(name: str, url: str) -> str:
+    """Stable per host, sink and endpoint, so a restart keeps using the same HEC channel."""
+    return str(uuid.uuid5(uuid.NAMESPACE_URL, f"nsg-forwarder:{socket.gethostname()}:{name}:{url}"))
+
+
+def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retry: RetryPolicy) -> Sink:
+    check_keys(cfg, KEYS, name)
+    fmt = get_str(cfg, "format", name, "ecs") or "ecs"
+    if fmt not in FORMATS:
+        raise SinkConfigError(f"sink {name}: format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    settings = settings_from(
+        cfg, name, batch_max_events=DEFAULT_BATCH_MAX_EVENTS, batch_max_bytes=DEFAULT_BATCH_MAX_BYTES, timeout=30.0
+    )
+    token = secret(cfg, "token", name)
+    if token is None:
+        raise SinkConfigError(f"sink {name}: token (or token_file) is required")
+    if any(c in token for c in "\r\n"):
+        raise SinkConfigError(f"sink {name}: token contains a line break")
+    if settings.base_path.endswith("/services/collector") or "/services/collector/" in settings.base_path + "/":
+        raise SinkConfigError(f"sink {name}: url is the HEC base address (https://host:8088), without /services/...")
+    ack = get_bool(cfg, "ack", name, False)
+    channel = get_str(cfg, "channel", name)
+    if channel is not None:
+        try:
+            channel = str(uuid.UUID(channel))
+        except ValueError:
+            raise SinkConfigError(f"sink {name}: channel must be a GUID, got {channel!r}") from None
+    elif ack:
+        channel = default_channel(name, settings.url)
+    sink = SplunkHecSink(
+        name,
+        fmt,
+        settings,
+        token,
+        sourcetype=get_str(cfg, "sourcetype", name, DEFAULT_SOURCETYPES[fmt]) or DEFAULT_SOURCETYPES[fmt],
+        index=get_str(cfg, "index", name),
+        source=get_str(cfg, "source", name),
+        host=get_str(cfg, "host", name),
+        ack=ack,
+        channel=channel,
+        ack_timeout=get_number(cfg, "ack_timeout", name, 300.0),
+        ack_poll_interval=get_number(cfg, "ack_poll_interval", name, 1.0),
+        dead_letter=dead_letter,
+        retry=retry,
+    )
+    return sink
+
