@@ -31,6 +31,7 @@ class BlobCheckpoint:
     size: int = 0  # blob size at that time
     head: int = 0  # length of the head block learned from the blob ('{"records":[' = 12)
     fingerprint: str = ""  # hex of the bytes just before offset: detects a rewrite that kept the size
+    first: str = ""  # hex of the first bytes of the first record (its time): detects a rewrite from scratch
     updated: float = 0.0  # unix time of the last change
     events: int = 0  # events delivered from this blob (for inspection)
 

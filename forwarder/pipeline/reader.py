@@ -22,6 +22,7 @@ from forwarder.sources.base import BlobRef, BlobSource
 log = logging.getLogger("forwarder.reader")
 
 FP = 16  # bytes before the offset kept as a fingerprint of what was already delivered
+FIRST = 40  # '{"time":"2026-11-25T10:00:35.3899262Z"': the first record's exact time identifies the blob
 _PROBE = 256  # enough to hold any head or tail seen in the wild
 
 
@@ -93,7 +94,9 @@ class BlobReader:
                 log.warning(
                     "Blob got shorter, so it was rewritten; reading it again from the start: "
                     "blob=%s old_offset=%d size=%d",
-                    key, cp.offset, blob.size,
+                    key,
+                    cp.offset,
+                    blob.size,
                 )
                 cp = None
         else:
@@ -128,15 +131,19 @@ class BlobReader:
             data = self._read(blob.name, pos - lead, end)
             bytes_read = len(data)
             if first and lead:
-                if data[:lead] != fingerprint:
+                if data[:lead] != fingerprint or not self._same_start(blob, cp):
                     log.warning(
                         "Blob bytes before the checkpoint changed, so it was rewritten; reading it again from the "
                         "start: blob=%s old_offset=%d size=%d",
-                        key, cp.offset, size,
+                        key,
+                        cp.offset,
+                        size,
                     )
                     yield from self.chunks(blob, None)
                     return
                 data = data[lead:]
+            if first and not cp.first and pos == cp.head:
+                cp.first = data[:FIRST].hex()
             first = False
             last = end >= size or len(data) < end - pos
             final = False
@@ -167,6 +174,7 @@ class BlobReader:
                 size=size if complete else 0,
                 head=cp.head,
                 fingerprint=tail.hex(),
+                first=cp.first,
                 events=delivered,
             )
             yield Chunk(key, blob, events, cp.offset, checkpoint, bytes_read, complete)
@@ -174,3 +182,9 @@ class BlobReader:
             fingerprint = tail
             if last:
                 return
+
+    def _same_start(self, blob: BlobRef, cp: BlobCheckpoint) -> bool:
+        if not cp.first:
+            return True
+        first = bytes.fromhex(cp.first)
+        return self._read(blob.name, cp.head, cp.head + len(first)) == first

@@ -1,0 +1,187 @@
+"""The checkpointed reader over a local folder: growth, rewrites, deletion, egress, start positions."""
+
+from __future__ import annotations
+
+import io
+import logging
+from pathlib import Path
+
+import pytest
+
+from forwarder.checkpoints.store import CheckpointError, CheckpointStore
+from forwarder.flowlog.issues import IssueLog
+from forwarder.flowlog.stream import FileConverter
+from forwarder.pipeline.delivery import Delivery
+from forwarder.pipeline.service import Service
+from forwarder.samples.generator import BlobSpec, write_blob
+from forwarder.sources.directory import DirectorySource
+from tests.support.collect import CollectingSink
+from tests.support.local_writer import LocalWriter
+
+
+def expected_ids(path: Path, key: str) -> list[str]:
+    conv = FileConverter(io.BytesIO(path.read_bytes()), key, IssueLog())
+    return [e.event_id for batch in conv.events() for e in batch]
+
+
+def make_service(
+    root: Path, tmp: Path, chunk_bytes: int = 4 << 20, start: str = "earliest"
+) -> tuple[Service, CollectingSink]:
+    sink = CollectingSink()
+    store = CheckpointStore.load(tmp / "state" / "checkpoints.json")
+    svc = Service(DirectorySource(root), store, Delivery([sink]), start=start, chunk_bytes=chunk_bytes)  # type: ignore[list-item]
+    return svc, sink
+
+
+def test_growing_blob_is_delivered_exactly_once_with_little_egress(tmp_path: Path) -> None:
+    root = tmp_path / "flowlogs"
+    writers = [
+        LocalWriter(root, BlobSpec(name="NSG-A", mac="000D3A000001", tuples_per_minute=30)),
+        LocalWriter(root, BlobSpec(kind="vnet", version=4, name="FL-1", mac="000D3A000002", tuples_per_minute=30)),
+    ]
+    svc, sink = make_service(root, tmp_path, chunk_bytes=1 << 16)
+    for _ in range(60):
+        for w in writers:
+            w.append_minute()
+        svc.poll()
+    svc.poll()
+    want = []
+    for w in writers:
+        key = f"local/{w.spec.container}/{w.spec.blob_name}"
+        want += expected_ids(w.path, key)
+    assert len(want) == 2 * 60 * 30
+    assert sorted(sink.event_ids) == sorted(want)  # every tuple, once
+    data = sum(w.data_bytes for w in writers)
+    egress = svc.reader.bytes_read / data
+    print(f"egress ratio over 60 commits: {egress:.4f}")
+    assert egress <= 1.05
+
+
+def test_restart_resumes_from_the_checkpoint(tmp_path: Path) -> None:
+    root = tmp_path / "flowlogs"
+    w = LocalWriter(root, BlobSpec(tuples_per_minute=10))
+    for _ in range(5):
+        w.append_minute()
+    svc, sink = make_service(root, tmp_path)
+    svc.run(once=True)
+    assert len(sink.event_ids) == 50
+    for _ in range(3):
+        w.append_minute()
+    svc2, sink2 = make_service(root, tmp_path)
+    svc2.run(once=True)
+    assert len(sink2.event_ids) == 30
+    assert not set(sink.event_ids) & set(sink2.event_ids)
+
+
+def test_unconfirmed_chunk_is_not_checkpointed(tmp_path: Path) -> None:
+    root = tmp_path / "flowlogs"
+    w = LocalWriter(root, BlobSpec(tuples_per_minute=10))
+    for _ in range(4):
+        w.append_minute()
+    svc, sink = make_service(root, tmp_path)
+    sink.fail_next = 1
+    svc.poll()  # the sink failed: reported, nothing checkpointed
+    assert sink.event_ids == []
+    svc.poll()
+    assert len(sink.event_ids) == 40
+
+
+def test_a_rewritten_shorter_blob_is_read_again_from_the_start(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    root = tmp_path / "flowlogs"
+    spec = BlobSpec(tuples_per_minute=10, minutes=6)
+    path = write_blob(root, spec)
+    svc, sink = make_service(root, tmp_path)
+    svc.poll()
+    assert len(sink.event_ids) == 60
+    write_blob(root, BlobSpec(tuples_per_minute=10, minutes=2, seed=7))
+    with caplog.at_level(logging.WARNING):
+        svc.poll()
+    assert "rewritten" in caplog.text and "blob=local/" in caplog.text
+    assert len(sink.event_ids) == 80
+    assert path.stat().st_size < 60 * 10 * 80
+
+
+def test_a_rewrite_that_keeps_the_size_is_detected_by_the_fingerprint(tmp_path: Path) -> None:
+    root = tmp_path / "flowlogs"
+    w = LocalWriter(root, BlobSpec(tuples_per_minute=5))
+    for _ in range(3):
+        w.append_minute()
+    svc, sink = make_service(root, tmp_path)
+    svc.poll()
+    data = bytearray(w.path.read_bytes())
+    assert data[21:25] == b"2026"
+    data[21:25] = b"2025"  # same size, but the first record is another one: a rewrite
+    w.path.write_bytes(bytes(data))
+    w.append_minute()
+    svc.poll()
+    assert len(sink.event_ids) == 15 + 20
+
+
+def test_a_deleted_blob_is_reported_and_forgotten(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    root = tmp_path / "flowlogs"
+    path = write_blob(root, BlobSpec(tuples_per_minute=3, minutes=2))
+    other = write_blob(root, BlobSpec(tuples_per_minute=3, minutes=2, mac="000D3A999999"))
+    svc, sink = make_service(root, tmp_path)
+
+    real_read = svc.source.read
+
+    def read_after_deletion(name: str, start: int, end: int) -> bytes:
+        if name.endswith(path.relative_to(root).as_posix()) and path.exists():
+            path.unlink()
+        return real_read(name, start, end)
+
+    svc.source.read = read_after_deletion  # type: ignore[method-assign]
+    with caplog.at_level(logging.WARNING):
+        svc.poll()
+    assert "deleted" in caplog.text
+    assert len(sink.event_ids) == 6  # the other blob is still read
+    assert other.exists()
+
+
+def test_a_file_that_is_not_a_flow_log_is_reported_once_and_does_not_stop_the_rest(tmp_path: Path) -> None:
+    root = tmp_path / "flowlogs"
+    good = write_blob(root, BlobSpec(tuples_per_minute=3, minutes=2))
+    bad = good.parent.parent / "macAddress=000D3AFFFFFF" / "PT1H.json"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("<html>not json</html>")
+    svc, sink = make_service(root, tmp_path)
+    svc.poll()
+    svc.poll()
+    assert len(sink.event_ids) == 6
+    assert svc.issues.counts == {"not a flow log blob": 1}
+
+
+def test_start_latest_skips_existing_data_and_reads_what_comes_after(tmp_path: Path) -> None:
+    root = tmp_path / "flowlogs"
+    w = LocalWriter(root, BlobSpec(tuples_per_minute=4))
+    for _ in range(5):
+        w.append_minute()
+    svc, sink = make_service(root, tmp_path, start="latest")
+    svc.poll()
+    assert sink.event_ids == []
+    w.append_minute()
+    svc.poll()
+    assert len(sink.event_ids) == 4
+
+
+def test_a_corrupt_checkpoint_file_stops_with_a_way_out(tmp_path: Path) -> None:
+    path = tmp_path / "checkpoints.json"
+    path.write_text('{"version": 1, "blobs": {"x": {"offset": ')
+    with pytest.raises(CheckpointError) as err:
+        CheckpointStore.load(path)
+    assert str(path) in str(err.value) and "checkpoints reset" in str(err.value)
+
+
+def test_checkpoint_file_is_replaced_atomically(tmp_path: Path) -> None:
+    from forwarder.checkpoints.store import BlobCheckpoint
+
+    store = CheckpointStore(tmp_path / "cp.json")
+    store.put("a/b", BlobCheckpoint(offset=120, head=12))
+    assert store.save()
+    assert not store.save()  # nothing changed: no write
+    again = CheckpointStore.load(tmp_path / "cp.json")
+    cp = again.get("a/b")
+    assert cp is not None and cp.offset == 120
+    assert [p.name for p in tmp_path.iterdir()] == ["cp.json"]  # no temp file left behind
