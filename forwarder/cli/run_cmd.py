@@ -8,6 +8,7 @@ import os
 import signal
 import sys
 import threading
+import time
 from pathlib import Path
 from types import FrameType
 from typing import Any
@@ -16,6 +17,9 @@ from forwarder.checkpoints.store import CheckpointError, CheckpointStore
 from forwarder.config.build import build_service, build_sinks, build_source, checkpoint_path, sink_names
 from forwarder.config.loader import ConfigError, load_config, world_readable_secret
 from forwarder.logsetup import setup_logging
+from forwarder.ops.metrics import HealthServer
+from forwarder.ops.notify import Notifier
+from forwarder.pipeline.service import Service
 from forwarder.sinks.base import SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.retry import RetryPolicy
@@ -110,22 +114,57 @@ def run(args: argparse.Namespace) -> int:
         if signals["count"] > 1:
             # The checkpoint file is only ever replaced by rename, so leaving now cannot tear it.
             os._exit(1)
-        log.info("Stopping: finishing in-flight delivery, then saving checkpoints: signal=%s grace_s=%.0f",
-                 signal.Signals(signum).name, grace)
+        log.info(
+            "Stopping: finishing in-flight delivery, then saving checkpoints: signal=%s grace_s=%.0f",
+            signal.Signals(signum).name,
+            grace,
+        )
         stop.set()
-        threading.Timer(grace, abort.set).start()
+        notifier.stopping()
+        timer = threading.Timer(grace, abort.set)
+        timer.daemon = True
+        timer.start()
 
     def on_hup(signum: int, frame: FrameType | None) -> None:
         service.reopen_requested.set()
+
+    notifier = Notifier()
+    health: HealthServer | None = None
+    listen = cfg.get("metrics", {}).get("listen", "")
+
+    def on_poll(svc: Service) -> None:
+        if not signals.get("ready"):
+            signals["ready"] = 1
+            notifier.ready(f"Forwarding from {svc.source.identity}")
+        s = svc.stats
+        lag = f"{time.time() - s.newest_flow_ms / 1000:.0f}s" if s.newest_flow_ms else "-"
+        notifier.status(f"Forwarding: polls={s.polls} events={s.events_delivered} lag={lag}")
+
+    service.on_poll = on_poll
+    if notifier.watchdog_interval:
+
+        def watchdog() -> None:
+            stale_after = max(60.0, 4 * service.poll_interval)
+            while not abort.wait(notifier.watchdog_interval):
+                if time.monotonic() - service.last_alive < stale_after:
+                    notifier.watchdog()
+
+        threading.Thread(target=watchdog, name="watchdog", daemon=True).start()
 
     signal.signal(signal.SIGTERM, on_stop)
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGHUP, on_hup)
     try:
         service.delivery.open()
+        if listen:
+            health = HealthServer(service, listen, stale_after=max(60.0, 4 * service.poll_interval))
+            health.start()
         log.info(
             "Forwarder started: source=%s sinks=%s once=%s checkpoints=%s",
-            service.source.identity, ",".join(sink_names(cfg)), args.once, store.path,
+            service.source.identity,
+            ",".join(sink_names(cfg)),
+            args.once,
+            store.path,
         )
         service.run(once=args.once)
     except SinkFatal as exc:
@@ -136,11 +175,16 @@ def run(args: argparse.Namespace) -> int:
         return 1
     finally:
         abort.set()
+        if health:
+            health.stop()
         service.delivery.close()
         service.source.close()
     s = service.stats
     log.info(
         "Forwarder stopped: polls=%d events=%d bytes_downloaded=%d %s",
-        s.polls, s.events_delivered, s.bytes_downloaded, service.issues.summary(),
+        s.polls,
+        s.events_delivered,
+        s.bytes_downloaded,
+        service.issues.summary(),
     )
     return 0

@@ -63,7 +63,9 @@ def build_service(
         stop=abort or stop,
     )
     source = build_source(cfg)
-    delivery = Delivery(build_sinks(cfg, DeadLetter(dl_path), retry))
+    dead_letter = DeadLetter(dl_path)
+    delivery = Delivery(build_sinks(cfg, dead_letter, retry), dead_letter)
+    retry.on_retry = delivery.count_retry
     return Service(
         source,
         store,

@@ -85,7 +85,8 @@ def _read_secret_files(table: dict[str, Any], where: list[str | int]) -> None:
 
 def _message(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
-        known = sorted(error.schema.get("properties", {}))
+        schema = error.schema if isinstance(error.schema, dict) else {}
+        known = sorted(schema.get("properties", {}))
         extra = sorted(set(error.instance) - set(known)) if isinstance(error.instance, dict) else []
         return f"unknown key {', '.join(repr(e) for e in extra)} (known keys: {', '.join(known)})"
     if error.validator == "required":
@@ -115,7 +116,8 @@ def load_config(path: Path, env: Mapping[str, str] | None = None) -> dict[str, A
     doc = _expand(raw, [], os.environ if env is None else env)
     _read_secret_files(doc, [])
     validate(doc, str(path))
-    return doc
+    config: dict[str, Any] = doc
+    return config
 
 
 def world_readable_secret(path: Path, doc: Mapping[str, Any], raw_text: str | None = None) -> bool:

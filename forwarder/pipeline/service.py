@@ -46,6 +46,7 @@ class Service:
         stop: threading.Event | None = None,
         issues: IssueLog | None = None,
         on_chunk: Callable[[Chunk], None] | None = None,
+        on_poll: Callable[[Service], None] | None = None,
     ):
         self.source = source
         self.store = store
@@ -58,17 +59,35 @@ class Service:
         self.reader = BlobReader(source, self.issues, chunk_bytes)
         self.stats = ServiceStats()
         self.on_chunk = on_chunk
+        self.on_poll = on_poll  # called after each discovery (readiness, status lines)
         self._first_run = not store.items()
         self.reopen_requested = threading.Event()  # SIGHUP: reopen output files between chunks
+        self.heartbeat = time.monotonic()  # moves whenever the loop makes progress (health, watchdog)
+        self.last_poll_error = ""
         self._last_save = time.monotonic()
+
+    @property
+    def last_alive(self) -> float:
+        return max(self.heartbeat, self.delivery.last_activity)
 
     def run(self, once: bool = False) -> None:
         """Poll until ``stop`` is set (or once). Raises SinkFatal / SourceError / CheckpointError."""
         try:
             while not self.stop.is_set():
-                self.poll()
+                try:
+                    self.poll()
+                    self.last_poll_error = ""
+                except (SourceError, SinkFatal):
+                    raise
+                except Exception as exc:
+                    if once or self.stats.polls == 0:
+                        raise
+                    # Storage unreachable for longer than the source's own retries: keep trying, report unready.
+                    self.last_poll_error = str(exc)
+                    log.error("Poll failed; trying again after the poll interval: error=%s", exc)
                 if once:
                     break
+                self.heartbeat = time.monotonic()
                 self.stop.wait(self.poll_interval)
         finally:
             self.store.save()
@@ -76,6 +95,8 @@ class Service:
     def poll(self) -> None:
         began = time.monotonic()
         blobs = sorted(self.source.discover(), key=lambda b: b.name)
+        if self.on_poll:
+            self.on_poll(self)
         latest_init = self._first_run and self.start == "latest"
         self._first_run = False
         for blob in blobs:
@@ -88,6 +109,7 @@ class Service:
         self.store.save()
         self._last_save = time.monotonic()
         self.stats.polls += 1
+        self.heartbeat = time.monotonic()
         self.stats.last_poll_end = time.time()
         self.stats.bytes_downloaded = self.reader.bytes_read
         log.debug("Poll finished: blobs=%d seconds=%.2f", len(blobs), time.monotonic() - began)
@@ -121,6 +143,7 @@ class Service:
                 self.stats.events_delivered += len(chunk.events)
                 if chunk.events:
                     self.stats.newest_flow_ms = max(self.stats.newest_flow_ms, chunk.events[-1].timestamp_ms)
+                self.heartbeat = time.monotonic()
                 if self.on_chunk:
                     self.on_chunk(chunk)
                 if time.monotonic() - self._last_save >= self.checkpoint_interval:

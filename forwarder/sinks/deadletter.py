@@ -6,6 +6,7 @@ import logging
 import os
 import threading
 import time
+from collections import Counter
 from pathlib import Path
 
 import orjson
@@ -22,7 +23,7 @@ class DeadLetter:
     def __init__(self, path: Path | None):
         self.path = path
         self._lock = threading.Lock()
-        self.count = 0
+        self.counts: Counter[str] = Counter()  # per sink name
 
     def write(self, sink: str, reason: str, items: list[tuple[FlowEvent, str]]) -> None:
         if not items:
@@ -44,7 +45,7 @@ class DeadLetter:
                 )
             )
         with self._lock:
-            self.count += len(items)
+            self.counts[sink] += len(items)
             log.error(
                 "Dead-lettered events a sink rejected for good: sink=%s count=%d reason=%s blob=%s offset=%d file=%s",
                 sink, len(items), reason, items[0][0].ctx.source, items[0][0].ctx.record_offset, self.path,

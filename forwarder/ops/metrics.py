@@ -1,0 +1,137 @@
+"""Prometheus metrics, /healthz and /readyz, read from the service's own counters at scrape time.
+
+A custom collector keeps the hot path free of metric calls: the pipeline only bumps plain
+integers it keeps anyway, and a scrape turns them into metric families.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import TYPE_CHECKING
+
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily
+from prometheus_client.registry import Collector
+
+if TYPE_CHECKING:
+    from forwarder.pipeline.service import Service
+
+log = logging.getLogger("forwarder.metrics")
+P = "nsg_forwarder_"
+
+
+class ServiceCollector(Collector):
+    def __init__(self, service: Service):
+        self.service = service
+
+    def collect(self) -> Iterator[CounterMetricFamily | GaugeMetricFamily]:
+        svc = self.service
+        s = svc.stats
+        now = time.time()
+        yield CounterMetricFamily(P + "tuples_read", "Flow tuples parsed into events.", value=s.tuples)
+        yield CounterMetricFamily(P + "polls", "Discovery polls completed.", value=s.polls)
+        yield CounterMetricFamily(
+            P + "bytes_downloaded", "Bytes read from storage (blob data and probes).", value=svc.reader.bytes_read
+        )
+        requests = getattr(svc.source, "requests", None)
+        if requests is not None:
+            yield CounterMetricFamily(P + "storage_requests", "Requests made to the storage service.", value=requests)
+        yield CounterMetricFamily(P + "blob_errors", "Blob reads that failed and will be retried.", value=s.blob_errors)
+        skipped = CounterMetricFamily(P + "input_skipped", "Bad input skipped, by reason.", labels=["reason"])
+        for reason, n in svc.issues.counts.items():
+            skipped.add_metric([reason], n)
+        yield skipped
+        delivered = CounterMetricFamily(P + "events_delivered", "Events confirmed by a sink.", labels=["sink"])
+        batches = CounterMetricFamily(P + "batches_delivered", "Chunks confirmed by a sink.", labels=["sink"])
+        for name, c in svc.delivery.counters.items():
+            delivered.add_metric([name], c.events)
+            batches.add_metric([name], c.batches)
+        yield delivered
+        yield batches
+        dead = CounterMetricFamily(P + "events_dead_lettered", "Events a sink rejected for good.", labels=["sink"])
+        for name, n in svc.delivery.dead_lettered().items():
+            dead.add_metric([name], n)
+        yield dead
+        retries = CounterMetricFamily(P + "sink_retries", "Transient sink failures retried.", labels=["sink"])
+        for name, n in svc.delivery.retries.items():
+            retries.add_metric([name], n)
+        yield retries
+        up = GaugeMetricFamily(P + "sink_up", "1 if the sink's last delivery succeeded.", labels=["sink"])
+        for name, ok in svc.delivery.healthy.items():
+            up.add_metric([name], 1.0 if ok else 0.0)
+        yield up
+        lag = (now - s.newest_flow_ms / 1000) if s.newest_flow_ms else float("nan")
+        yield GaugeMetricFamily(P + "lag_seconds", "Now minus the time of the newest delivered flow.", value=lag)
+        age = now - svc.store.saved_at if svc.store.saved_at else float("nan")
+        yield GaugeMetricFamily(P + "checkpoint_age_seconds", "Seconds since the checkpoint file was saved.", value=age)
+        yield GaugeMetricFamily(P + "last_poll_timestamp_seconds", "When the last poll ended.", value=s.last_poll_end)
+
+
+class HealthServer:
+    """Serves /metrics, /healthz (the loop is alive) and /readyz (source and sinks reachable)."""
+
+    def __init__(self, service: Service, listen: str, stale_after: float):
+        host, _, port = listen.rpartition(":")
+        self.service = service
+        self.stale_after = stale_after
+        self.registry = CollectorRegistry()
+        self.registry.register(ServiceCollector(service))
+        outer = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                path = self.path.split("?")[0]
+                if path == "/metrics":
+                    self._reply(200, generate_latest(outer.registry), CONTENT_TYPE_LATEST)
+                elif path == "/healthz":
+                    ok, why = outer.alive()
+                    self._reply(200 if ok else 503, why.encode() + b"\n", "text/plain")
+                elif path == "/readyz":
+                    ok, why = outer.ready()
+                    self._reply(200 if ok else 503, why.encode() + b"\n", "text/plain")
+                else:
+                    self._reply(404, b"not found: try /metrics, /healthz or /readyz\n", "text/plain")
+
+            def _reply(self, code: int, body: bytes, ctype: str) -> None:
+                self.send_response(code)
+                self.send_header("Content-Type", ctype)
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, format: str, *args: object) -> None:
+                pass  # scrapes every few seconds would drown the log
+
+        self.httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
+        self.httpd.daemon_threads = True
+        self.port = self.httpd.server_address[1]
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="health", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+        log.info("Serving metrics and health checks: address=%s:%d", self.httpd.server_address[0], self.port)
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+
+    def alive(self) -> tuple[bool, str]:
+        beat = self.service.last_alive
+        if time.monotonic() - beat > self.stale_after:
+            return False, f"stalled: the main loop has not moved for {time.monotonic() - beat:.0f}s"
+        return True, "ok"
+
+    def ready(self) -> tuple[bool, str]:
+        svc = self.service
+        if svc.stats.polls == 0:
+            return False, "starting: no poll finished yet"
+        if svc.last_poll_error:
+            return False, f"source unavailable: {svc.last_poll_error}"
+        down = [name for name, ok in svc.delivery.healthy.items() if not ok]
+        if down:
+            return False, "sinks failing: " + ", ".join(down)
+        return True, "ok"
