@@ -28,6 +28,8 @@ class JsonFormatter(logging.Formatter):
 def choose_format(requested: str) -> str:
     if requested != "auto":
         return requested
+    if sys.stderr.isatty():
+        return "text"
     # systemd sets JOURNAL_STREAM; podman and systemd-nspawn set "container"; Docker leaves /.dockerenv.
     in_container = os.environ.get("container") or os.path.exists("/.dockerenv")  # noqa: SIM112
     if os.environ.get("JOURNAL_STREAM") or in_container:
