@@ -1,0 +1,431 @@
+"""Flow-log blobs in Azure Blob Storage, discovered by hierarchy instead of listing the container.
+
+A container with a year of retention holds millions of blobs, and only a handful can still change:
+the current hour's and, for a few minutes after the hour, the previous hour's. So discovery
+
+1. walks the folder levels once (``walk_blobs`` with ``/`` as delimiter) to find the *resource
+   prefixes*, one per NSG or flow log, and walks them again every ``discovery_refresh`` seconds;
+2. on every poll lists only ``{prefix}y=YYYY/m=MM/d=DD/h=HH/`` for the hours that are not yet
+   final: an hour is final once it has been listed at least ``late_commit_grace`` after it
+   ended (Azure commits the last block a few minutes late). An hour stays on the list until
+   that final listing happened, so a stalled process never skips one;
+3. on the first poll only, lists the backlog from ``start`` up to those live hours by walking
+   ``y=`` / ``m=`` / ``d=`` / ``h=`` under each prefix (one listing per whole day).
+
+``entries_listed`` and ``requests`` make the cost visible to the listing benchmark and metrics.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from concurrent.futures import Future, ThreadPoolExecutor
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar
+
+from azure.core.exceptions import HttpResponseError
+from azure.storage.blob import BlobPrefix, ContainerClient
+
+from forwarder.sources import blobpath
+from forwarder.sources.azure_auth import Connection, Scrubber, connect
+from forwarder.sources.azure_retry import StorageRetry
+from forwarder.sources.base import BlobRef
+from forwarder.sources.blobpath import HOUR, LAYOUT_ROOTS
+
+log = logging.getLogger("forwarder.source.azure")
+
+T = TypeVar("T")
+R = TypeVar("R")
+Start = Literal["earliest", "latest"] | datetime
+
+DEFAULT_DISCOVERY_REFRESH = 600.0
+DEFAULT_LATE_COMMIT_GRACE = 900.0
+DEFAULT_MAX_CONCURRENCY = 8
+_MAX_DEPTH = 16  # resource prefixes are 9 levels deep for NSGs, 2 for flow logs
+_DAY = timedelta(days=1)
+
+CONFIG_KEYS = frozenset(
+    {
+        "type", "container", "connection_string", "account_url", "account_name", "account_key", "sas_token",
+        "start", "poll_interval", "api_version", "discovery_refresh", "late_commit_grace", "max_concurrency",
+    }
+)  # fmt: skip
+
+
+def _utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class AzureBlobSource:
+    """A ``BlobSource`` over one storage container. Thread-safe for concurrent ``read`` calls."""
+
+    def __init__(
+        self,
+        client: ContainerClient,
+        account_name: str,
+        *,
+        start: Start = "earliest",
+        discovery_refresh: float = DEFAULT_DISCOVERY_REFRESH,
+        late_commit_grace: float = DEFAULT_LATE_COMMIT_GRACE,
+        max_concurrency: int = DEFAULT_MAX_CONCURRENCY,
+        now: Callable[[], datetime] = _utcnow,
+        stop: threading.Event | None = None,
+        scrub: Scrubber | None = None,
+        retry_initial: float = 0.5,
+        retry_max: float = 30.0,
+        retry_attempts: int = 0,
+        auth_method: str = "",
+        on_close: Callable[[], None] | None = None,
+    ):
+        """Normally built by ``from_config``, which also wires ``count_request`` into the client's pipeline.
+
+        ``now`` is the clock that decides which hours are live (tests inject one); ``stop`` ends retry waits.
+        """
+        self.client = client
+        self.container = client.container_name
+        self.account_name = account_name
+        self.identity = f"{account_name}/{self.container}"
+        self.start = start
+        self.discovery_refresh = discovery_refresh
+        self.late_commit_grace = timedelta(seconds=late_commit_grace)
+        self.max_concurrency = max(1, max_concurrency)
+        self.now = now
+        self.scrub = scrub or Scrubber()
+        hint = ""
+        if auth_method == "default_credential":
+            hint = " hint='the identity needs the Storage Blob Data Reader role on the container'"
+        self.retry = StorageRetry(
+            self.identity, self.scrub, stop=stop, initial=retry_initial, maximum=retry_max,
+            max_attempts=retry_attempts, auth_hint=hint,
+        )  # fmt: skip
+        self.entries_listed = 0  # entries returned by listings during the last discover() / backlog()
+        self.entries_listed_total = 0
+        self.requests = 0  # storage requests sent (every attempt), since creation
+        self._lock = threading.Lock()
+        self._pool: ThreadPoolExecutor | None = None
+        self._on_close = on_close
+        self._prefixes: list[str] = []
+        self._prefixes_at: datetime | None = None
+        self._start_floor: datetime | None = None  # resolved on the first discover(); None = earliest
+        self._pending_from: datetime | None = None  # oldest hour not yet listed after it became final
+
+    # -- counters -------------------------------------------------------------------------------
+
+    def count_request(self, _request: object = None) -> None:
+        """Pipeline hook: one storage request is about to be sent."""
+        with self._lock:
+            self.requests += 1
+
+    def _count_entries(self, n: int) -> None:
+        with self._lock:
+            self.entries_listed += n
+            self.entries_listed_total += n
+
+    @property
+    def prefixes(self) -> list[str]:
+        """The resource prefixes (one per NSG / flow log) found by the last walk."""
+        return list(self._prefixes)
+
+    # -- listing primitives ---------------------------------------------------------------------
+
+    def _children(self, prefix: str) -> list[str]:
+        """The sub-folders one level below prefix (blobs at that level are ignored)."""
+
+        def walk() -> list[str]:
+            items = list(self.client.walk_blobs(name_starts_with=prefix, delimiter="/"))
+            self._count_entries(len(items))
+            return [item.name for item in items if isinstance(item, BlobPrefix)]
+
+        return self.retry.call(walk, f"list folders under {prefix}")
+
+    def _list(self, prefix: str, since: datetime | None = None, until: datetime | None = None) -> list[BlobRef]:
+        """Flow-log blobs under prefix (whose hour is within [since, until) when given)."""
+
+        def listing() -> list[BlobRef]:
+            refs: list[BlobRef] = []
+            n = 0
+            for props in self.client.list_blobs(name_starts_with=prefix):
+                n += 1
+                path = blobpath.parse(props.name)
+                if path is None:
+                    continue
+                if (since is not None and path.hour < since) or (until is not None and path.hour >= until):
+                    continue
+                refs.append(BlobRef(props.name, int(props.size), str(props.etag), props.last_modified))
+            self._count_entries(n)
+            return refs
+
+        return self.retry.call(listing, f"list blobs under {prefix}")
+
+    def _time_children(self, parent: str, key: str) -> list[tuple[str, int]]:
+        out: list[tuple[str, int]] = []
+        for child in self._children(parent):
+            seg = blobpath.segment(parent, child)
+            if seg is not None and seg[0] == key:
+                out.append((child, seg[1]))
+        return sorted(out)
+
+    def _executor(self) -> ThreadPoolExecutor:
+        if self._pool is None:
+            self._pool = ThreadPoolExecutor(self.max_concurrency, thread_name_prefix="azure-list")
+        return self._pool
+
+    def _ordered(self, fn: Callable[[T], R], items: Sequence[T]) -> Iterator[R]:
+        """fn over items with up to max_concurrency calls in flight, results in item order."""
+        if self.max_concurrency == 1 or len(items) <= 1:
+            for item in items:
+                yield fn(item)
+            return
+        pool = self._executor()
+        inflight: list[Future[R]] = []
+        it = iter(items)
+        for item in it:
+            inflight.append(pool.submit(fn, item))
+            if len(inflight) >= self.max_concurrency:
+                break
+        while inflight:
+            result = inflight.pop(0).result()
+            nxt = next(it, None)
+            if nxt is not None:
+                inflight.append(pool.submit(fn, nxt))
+            yield result
+
+    # -- resource prefixes ----------------------------------------------------------------------
+
+    def refresh(self) -> list[str]:
+        """Walk the folder levels again to find every NSG / flow log; returns the prefixes not seen before."""
+        found: list[str] = []
+        frontier = list(LAYOUT_ROOTS)
+        depth = 0
+        while frontier and depth < _MAX_DEPTH:
+            nxt: list[str] = []
+            for parent, children in zip(frontier, self._ordered(self._children, frontier), strict=True):
+                if any(blobpath.is_time_level(parent, c) for c in children):
+                    found.append(parent)
+                else:
+                    nxt.extend(children)
+            frontier = nxt
+            depth += 1
+        found.sort()
+        new = sorted(set(found) - set(self._prefixes))
+        if new or len(found) != len(self._prefixes):
+            log.info(
+                "Found flow-log resources in the container: source=%s resources=%d new=%d",
+                self.identity, len(found), len(new),
+            )  # fmt: skip
+        self._prefixes = found
+        self._prefixes_at = self.now()
+        return new
+
+    def _refresh_due(self, now: datetime) -> bool:
+        if self._prefixes_at is None:
+            return True
+        age = (now - self._prefixes_at).total_seconds()
+        return age >= self.discovery_refresh or age < 0
+
+    # -- backlog --------------------------------------------------------------------------------
+
+    def _backlog_prefix(self, prefix: str, since: datetime | None, until: datetime) -> list[BlobRef]:
+        """Blobs of one resource whose hour is in [since, until), walking only the folders in range."""
+        last = until - HOUR
+        if since is not None and since > last:
+            return []
+        refs: list[BlobRef] = []
+        lo = since or datetime.min.replace(tzinfo=UTC)
+        for yp, y in self._time_children(prefix, "y"):
+            if not lo.year <= y <= last.year:
+                continue
+            for mp, m in self._time_children(yp, "m"):
+                if not (lo.year, lo.month) <= (y, m) <= (last.year, last.month):
+                    continue
+                for dp, d in self._time_children(mp, "d"):
+                    try:
+                        day = datetime(y, m, d, tzinfo=UTC)
+                    except ValueError:
+                        continue
+                    if day + _DAY <= lo or day > last:
+                        continue
+                    if lo <= day and day + _DAY <= until:
+                        refs.extend(self._list(dp, since, until))
+                        continue
+                    for hp, h in self._time_children(dp, "h"):
+                        if lo <= day.replace(hour=h) <= last:
+                            refs.extend(self._list(hp))
+        return refs
+
+    def _backlog(self, prefixes: Sequence[str], since: datetime | None, until: datetime) -> Iterator[BlobRef]:
+        for refs in self._ordered(lambda p: self._backlog_prefix(p, since, until), prefixes):
+            yield from refs
+
+    def backlog(self, since: datetime, until: datetime) -> Iterator[BlobRef]:
+        """Every blob whose hour is in [floor(since), until), for an explicit backfill; independent of discover()."""
+        lo, hi = blobpath.floor_hour(since), blobpath.floor_hour(until)
+        if until > hi:
+            hi += HOUR  # a partial last hour counts
+        with self._lock:
+            self.entries_listed = 0
+        if self._prefixes_at is None or self._refresh_due(self.now()):
+            self.refresh()
+        yield from self._backlog(self._prefixes, lo, hi)
+
+    # -- discovery ------------------------------------------------------------------------------
+
+    def _final(self, hour: datetime, listed_at: datetime) -> bool:
+        return listed_at >= hour + HOUR + self.late_commit_grace
+
+    def _resolve_start(self, live_from: datetime) -> datetime | None:
+        if self.start == "earliest":
+            return None
+        if self.start == "latest":
+            return live_from
+        if isinstance(self.start, datetime):
+            return blobpath.floor_hour(self.start)
+        raise ValueError(f"source.start must be 'earliest', 'latest' or a time, not {self.start!r}")
+
+    def discover(self) -> Iterator[BlobRef]:
+        """Blobs that may hold data not yet read (see the module docstring for which ones)."""
+        now = self.now()
+        with self._lock:
+            self.entries_listed = 0
+        new_prefixes: list[str] = []
+        previous_walk = self._prefixes_at
+        if self._refresh_due(now):
+            new_prefixes = self.refresh()
+        current = blobpath.floor_hour(now)
+        if self._pending_from is None:
+            live_from = current - HOUR if not self._final(current - HOUR, now) else current
+            self._start_floor = self._resolve_start(live_from)
+            pending = live_from if self._start_floor is None else max(live_from, self._start_floor)
+            if self._start_floor is None or self._start_floor < pending:
+                log.info(
+                    "Listing the backlog once: source=%s since=%s until=%s resources=%d",
+                    self.identity, self._start_floor.isoformat() if self._start_floor else "earliest",
+                    pending.isoformat(), len(self._prefixes),
+                )  # fmt: skip
+                yield from self._backlog(self._prefixes, self._start_floor, pending)
+        else:
+            pending = self._pending_from
+            if new_prefixes and previous_walk is not None:
+                # A resource that appeared since the last walk may have written an hour that is final by now.
+                since = blobpath.floor_hour(previous_walk) - HOUR
+                if self._start_floor is not None:
+                    since = max(since, self._start_floor)
+                yield from self._backlog(new_prefixes, since, pending)
+        hours: list[datetime] = []
+        h = pending
+        while h <= current:
+            hours.append(h)
+            h += HOUR
+        work = [(hour, prefix) for hour in hours for prefix in self._prefixes]
+        for refs in self._ordered(lambda hp: self._list(blobpath.hour_prefix(hp[1], hp[0])), work):
+            yield from refs
+        self._pending_from = next((h for h in hours if not self._final(h, now)), pending)
+
+    # -- reading --------------------------------------------------------------------------------
+
+    def read(self, name: str, start: int, end: int) -> bytes:
+        """Bytes [start, end) of the blob in one ranged GET; fewer if it is shorter now. BlobGone if deleted."""
+        if end <= start:
+            return b""
+        blob = self.client.get_blob_client(name)
+
+        def download() -> bytes:
+            try:
+                data: bytes = blob.download_blob(offset=start, length=end - start).readall()
+            except HttpResponseError as exc:
+                if exc.status_code == 416:  # start is at or past the end: the blob is shorter now
+                    return b""
+                raise
+            return data
+
+        return self.retry.call(download, f"read {name} [{start}, {end})", blob=name)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)
+            self._pool = None
+        self.client.close()
+        if self._on_close is not None:
+            self._on_close()
+
+
+def parse_start(value: Any) -> Start:
+    """ "earliest", "latest", or an RFC 3339 time (a time without offset is taken as UTC)."""
+    if isinstance(value, datetime):
+        return value if value.tzinfo else value.replace(tzinfo=UTC)
+    if value in ("earliest", "latest"):
+        return value  # type: ignore[no-any-return]
+    if isinstance(value, str):
+        try:
+            t = datetime.fromisoformat(value.strip().replace("z", "Z"))
+        except ValueError:
+            pass
+        else:
+            return t if t.tzinfo else t.replace(tzinfo=UTC)
+    raise ValueError(f"source.start must be 'earliest', 'latest' or an RFC 3339 time (2026-11-25T10:00:00Z): {value!r}")
+
+
+def _number(cfg: Mapping[str, Any], key: str, default: float, minimum: float) -> float:
+    value = cfg.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value < minimum:
+        raise ValueError(f"source.{key} must be a number >= {minimum}: {value!r}")
+    return float(value)
+
+
+def from_config(
+    cfg: Mapping[str, Any],
+    *,
+    now: Callable[[], datetime] = _utcnow,
+    stop: threading.Event | None = None,
+    retry_initial: float = 0.5,
+    retry_max: float = 30.0,
+    retry_attempts: int = 0,
+) -> AzureBlobSource:
+    """An AzureBlobSource from the ``[source]`` table. Raises ValueError (naming the key, no secret) if unusable.
+
+    ``stop`` ends retry waits at once (they raise ``Interrupted``); ``retry_attempts`` 0 retries a throttled or
+    unreachable account for as long as it takes.
+    """
+    unknown = sorted(set(cfg) - CONFIG_KEYS)
+    if unknown:
+        raise ValueError(f"source: unknown key(s) for type azure_blob: {', '.join('source.' + k for k in unknown)}")
+    if cfg.get("type", "azure_blob") != "azure_blob":
+        raise ValueError(f"source.type must be 'azure_blob' for this source: {cfg.get('type')!r}")
+    container = cfg.get("container")
+    if not isinstance(container, str) or not container:
+        raise ValueError("source.container is required (e.g. insights-logs-networksecuritygroupflowevent)")
+    start = parse_start(cfg.get("start", "earliest"))
+    refresh = _number(cfg, "discovery_refresh", DEFAULT_DISCOVERY_REFRESH, 1)
+    grace = _number(cfg, "late_commit_grace", DEFAULT_LATE_COMMIT_GRACE, 0)
+    concurrency = int(_number(cfg, "max_concurrency", DEFAULT_MAX_CONCURRENCY, 1))
+    counter = _RequestCounter()
+    options: dict[str, Any] = {
+        "retry_total": 0,  # StorageRetry decides; two layers of retries would multiply the waits
+        "connection_timeout": 20,
+        "read_timeout": 120,
+        "raw_request_hook": counter,
+    }
+    conn: Connection = connect(cfg, container, options)
+    source = AzureBlobSource(
+        conn.client, conn.account_name, start=start, discovery_refresh=refresh, late_commit_grace=grace,
+        max_concurrency=concurrency, now=now, stop=stop, scrub=conn.scrub, auth_method=conn.method,
+        on_close=conn.close_credential, retry_initial=retry_initial, retry_max=retry_max, retry_attempts=retry_attempts,
+    )  # fmt: skip
+    counter.target = source
+    log.info(
+        "Azure blob source ready: source=%s auth=%s start=%s",
+        source.identity, conn.method, start if isinstance(start, str) else start.isoformat(),
+    )  # fmt: skip
+    return source
+
+
+class _RequestCounter:
+    """The client exists before the source does; this forwards the pipeline's request hook to it."""
+
+    def __init__(self) -> None:
+        self.target: AzureBlobSource | None = None
+
+    def __call__(self, request: object) -> None:
+        if self.target is not None:
+            self.target.count_request(request)
