@@ -320,7 +320,9 @@ class HttpClient:
         kw: dict[str, Any] = {
             "maxsize": 2,
             "block": False,
-            "retries": False,  # retries are the sink's business: backoff, Retry-After, dead-lettering
+            # Retries are the sink's business (backoff, Retry-After, dead-lettering); a prebuilt Retry
+            # saves urllib3 converting `False` on every request.
+            "retries": urllib3.Retry(total=False, redirect=False),
             "timeout": urllib3.Timeout(connect=min(s.timeout, 10.0), read=s.timeout),
             "headers": {"User-Agent": USER_AGENT},
         }
