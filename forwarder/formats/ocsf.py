@@ -1,0 +1,234 @@
+"""OCSF 1.8.0 Network Activity events (class_uid 4001), one JSON object per line.
+
+Mapping decisions (schemas/ocsf.schema.json holds the exact shape):
+
+- ``activity_id`` from the flow state: B Open (1), C Traffic (6), E Close (2); every denied flow
+  Refuse (5). NSG version 1 tuples have no state: an allowed one is a Traffic (6) report.
+- ``action_id`` Allowed (1) / Denied (2), ``disposition_id`` Allowed (1) / Blocked (2),
+  ``status_id`` Success (1) / Failure (2), ``severity_id`` Informational (1) / Low (2).
+- ``src_endpoint`` is the flow's initiator; ``traffic.bytes_out`` / ``packets_out`` are what it
+  sent, ``bytes_in`` / ``packets_in`` the replies, ``bytes`` / ``packets`` the sums. ``traffic`` is
+  absent when the tuple has no counters (state B of NSG v2, NSG v1).
+- The NIC the flow log belongs to is the observation point: the source of an outbound flow, the
+  destination of an inbound one; its MAC goes on that endpoint.
+- ``metadata.profiles`` lists the profiles applied (cloud, security_control), so that validators
+  do not assume every profile of the base event (osint, host, ...) and demand their attributes.
+- Azure context without an OCSF attribute (resource id and group, NSG or flow log name, flow
+  state, VNet encryption, ACL id, target resource) goes to ``unmapped``.
+
+Per-event work is a few dict lookups and one str.join: the JSON that depends only on the
+FlowContext is rendered once per distinct context, the endpoints and connection info once per
+5-tuple (with its Community ID), and the classification fields once per shape.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+
+from forwarder.flowlog.community_id import community_id
+from forwarder.flowlog.model import FlowContext, FlowEvent
+
+OCSF_VERSION = "1.8.0"
+CATEGORY_UID, CATEGORY_NAME = 4, "Network Activity"
+CLASS_UID, CLASS_NAME = 4001, "Network Activity"
+PROFILES = ("cloud", "security_control")
+VENDOR = "Microsoft"
+PRODUCTS = {"nsg": "Azure NSG Flow Logs", "vnet": "Azure VNet Flow Logs"}
+LOG_PROVIDER = "Azure Network Watcher"
+
+ACTIVITIES = {1: "Open", 2: "Close", 5: "Refuse", 6: "Traffic"}
+STATE_ACTIVITY = {"B": 1, "C": 6, "E": 2, "": 6}
+# (severity_id, severity, action_id, action, disposition_id, disposition, status_id, status) by allowed
+DECISIONS = {
+    True: (1, "Informational", 1, "Allowed", 1, "Allowed", 1, "Success"),
+    False: (2, "Low", 2, "Denied", 2, "Blocked", 2, "Failure"),
+}
+DIRECTIONS = {True: (1, "Inbound"), False: (2, "Outbound")}
+# The NIC is the source of an outbound flow and the destination of an inbound one.
+OBSERVATION_POINTS = {True: (2, "Destination"), False: (1, "Source")}
+IP_VERSIONS = {4: "Internet Protocol version 4 (IPv4)", 6: "Internet Protocol version 6 (IPv6)"}
+FLOW_STATES = {"B": "Begin", "C": "Continuing", "E": "End", "D": "Denied"}
+# IANA keywords in lower case, as OCSF asks; other protocol numbers get no name.
+PROTOCOL_NAMES = {1: "icmp", 2: "igmp", 4: "ipv4", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah",
+                  58: "ipv6-icmp", 132: "sctp"}  # fmt: skip
+AZURE_SUBSCRIPTION = (13, "Azure Subscription")  # account.type_id for a subscription
+
+_TRAFFIC = ',"traffic":{"bytes_out":%d,"packets_out":%d,"bytes_in":%d,"packets_in":%d,"bytes":%d,"packets":%d}}'
+_ZERO_TRAFFIC = _TRAFFIC % (0, 0, 0, 0, 0, 0)
+_CACHE_MAX = 65_536
+_CTX_CACHE_MAX = 4096
+
+_dumps = json.JSONEncoder(ensure_ascii=True).encode  # ASCII output: lone surrogates from bad UTF-8 stay valid JSON
+
+
+def activity_id(allowed: bool, state: str) -> int:
+    if not allowed or state == "D":
+        return 5
+    return STATE_ACTIVITY.get(state, 6)
+
+
+def region_of(ctx: FlowContext) -> str:
+    """The region of a VNet flow log, from its default Network Watcher name (NetworkWatcher_<region>)."""
+    parts = ctx.resource_id.split("/")
+    for i, part in enumerate(parts[:-1]):
+        if part.lower() == "networkwatchers":
+            watcher = parts[i + 1]
+            if watcher.lower().startswith("networkwatcher_") and len(watcher) > 15:
+                return watcher[15:].lower()
+    return ""
+
+
+class OcsfFormatter:
+    name = "ocsf"
+    content_type = "application/json"
+
+    def __init__(self) -> None:
+        # content of a context -> by inbound: (metadata-to-unmapped piece, src MAC piece, dst MAC piece)
+        self._ctx_pieces: dict[tuple[object, ...], tuple[tuple[str, str, str], tuple[str, str, str]]] = {}
+        self._addr: dict[tuple[str, str, int, int, int], tuple[str, str, str]] = {}
+        self._shapes: dict[tuple[bool, bool, str, str], tuple[str, str]] = {}
+        self._last_ctx: FlowContext | None = None
+        self._last_pieces: tuple[tuple[str, str, str], tuple[str, str, str]] = (("", "", ""), ("", "", ""))
+
+    def format(self, event: FlowEvent) -> str:
+        return self.format_many((event,))[0]
+
+    def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
+        out: list[str] = []
+        append = out.append
+        join = "".join
+        addr_cache = self._addr
+        shapes = self._shapes
+        last_ctx = self._last_ctx
+        pieces = self._last_pieces
+        traffic_fmt = _TRAFFIC
+        zero_traffic = _ZERO_TRAFFIC
+        for e in events:
+            ctx, eid, ts, src, dst, sp, dp, pr, inbound, allowed, state, enc, p1, b1, p2, b2 = e
+            if ctx is not last_ctx:
+                pieces = self._pieces(ctx)
+                last_ctx = ctx
+            key = (src, dst, sp, dp, pr)
+            addr = addr_cache.get(key)
+            if addr is None:
+                addr = self._addr_piece(key)
+            shape = shapes.get((allowed, inbound, state, enc))
+            if shape is None:
+                shape = self._shape_piece(allowed, inbound, state, enc)
+            if b1 is not None and b2 is not None and p1 is not None and p2 is not None:
+                traffic = (
+                    zero_traffic if not (b1 or b2 or p1 or p2) else traffic_fmt % (b1, p1, b2, p2, b1 + b2, p1 + p2)
+                )
+            elif b1 is None and b2 is None and p1 is None and p2 is None:
+                traffic = "}"
+            else:
+                traffic = _partial_traffic(p1, b1, p2, b2)
+            ctx_part, src_mac, dst_mac = pieces[inbound]
+            append(join((shape[0], str(ts), ',"metadata":{"uid":"', eid, ctx_part, shape[1], addr[0], src_mac,
+                         addr[1], dst_mac, addr[2], traffic)))  # fmt: skip
+        self._last_ctx = last_ctx
+        self._last_pieces = pieces
+        return out
+
+    def _pieces(self, ctx: FlowContext) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
+        key = (ctx.kind, ctx.version, ctx.rule, ctx.name, ctx.subscription_id, ctx.resource_group, ctx.resource_id,
+               ctx.mac, ctx.category, ctx.acl_id, ctx.target_resource_id)  # fmt: skip
+        pieces = self._ctx_pieces.get(key)
+        if pieces is None:
+            if len(self._ctx_pieces) >= _CTX_CACHE_MAX:
+                self._ctx_pieces.clear()
+            pieces = self._ctx_pieces[key] = _context_pieces(ctx)
+        return pieces
+
+    def _addr_piece(self, key: tuple[str, str, int, int, int]) -> tuple[str, str, str]:
+        src, dst, sp, dp, pr = key
+        ver = 6 if ":" in src else 4
+        name = PROTOCOL_NAMES.get(pr)
+        proto = f'"protocol_num":{pr},' + (f'"protocol_name":"{name}",' if name else "")
+        piece = (
+            f'{proto}"protocol_ver_id":{ver},"protocol_ver":"{IP_VERSIONS[ver]}",'
+            f'"community_uid":"{community_id(src, dst, sp, dp, pr)}"}},"src_endpoint":{{"ip":"{src}","port":{sp}',
+            f'}},"dst_endpoint":{{"ip":"{dst}","port":{dp}',
+            "}",
+        )
+        if len(self._addr) >= _CACHE_MAX:
+            self._addr.clear()
+        self._addr[key] = piece
+        return piece
+
+    def _shape_piece(self, allowed: bool, inbound: bool, state: str, enc: str) -> tuple[str, str]:
+        act = activity_id(allowed, state)
+        sev_id, sev, action_id, action, disp_id, disp, status_id, status = DECISIONS[allowed]
+        obs_id, obs = OBSERVATION_POINTS[inbound]
+        head = (
+            f'{{"activity_id":{act},"activity_name":"{ACTIVITIES[act]}",'
+            f'"category_uid":{CATEGORY_UID},"category_name":"{CATEGORY_NAME}",'
+            f'"class_uid":{CLASS_UID},"class_name":"{CLASS_NAME}",'
+            f'"type_uid":{CLASS_UID * 100 + act},"type_name":"{CLASS_NAME}: {ACTIVITIES[act]}",'
+            f'"severity_id":{sev_id},"severity":"{sev}",'
+            f'"action_id":{action_id},"action":"{action}","disposition_id":{disp_id},"disposition":"{disp}",'
+            f'"status_id":{status_id},"status":"{status}",'
+            f'"is_src_dst_assignment_known":true,"observation_point_id":{obs_id},"observation_point":"{obs}",'
+            f'"timezone_offset":0,"time":'
+        )
+        dir_id, direction = DIRECTIONS[inbound]
+        tail = ""
+        if state:
+            tail += f',"flow_state":{_dumps(FLOW_STATES.get(state, state))}'
+        if enc:
+            tail += f',"encryption":{_dumps(enc)}'
+        tail += f'}},"connection_info":{{"direction_id":{dir_id},"direction":"{direction}",'
+        piece = (head, tail)
+        if len(self._shapes) >= _CACHE_MAX:
+            self._shapes.clear()
+        self._shapes[(allowed, inbound, state, enc)] = piece
+        return piece
+
+
+def _context_pieces(ctx: FlowContext) -> tuple[tuple[str, str, str], tuple[str, str, str]]:
+    product = PRODUCTS.get(ctx.kind, f"Azure {ctx.kind} Flow Logs")
+    meta = f'","version":"{OCSF_VERSION}","product":{{"name":{_dumps(product)},"vendor_name":"{VENDOR}"}}'
+    meta += ',"profiles":[' + ",".join(f'"{p}"' for p in PROFILES) + "]"
+    if ctx.category:
+        meta += f',"log_name":{_dumps(ctx.category)}'
+    meta += f',"log_provider":"{LOG_PROVIDER}","log_version":"{ctx.version}"}}'
+    if ctx.rule:
+        meta += f',"firewall_rule":{{"name":{_dumps(ctx.rule)}}}'
+    cloud = '"provider":"Azure"'
+    if ctx.subscription_id:
+        type_id, type_name = AZURE_SUBSCRIPTION
+        cloud += f',"account":{{"uid":{_dumps(ctx.subscription_id)},"type_id":{type_id},"type":"{type_name}"}}'
+    region = region_of(ctx)
+    if region:
+        cloud += f',"region":{_dumps(region)}'
+    meta += f',"cloud":{{{cloud}}}'
+    unmapped = [f'"resource_id":{_dumps(ctx.resource_id)}']
+    for key, value in (
+        ("resource_group", ctx.resource_group),
+        ("network_security_group" if ctx.kind == "nsg" else "flow_log", ctx.name),
+        ("acl_id", ctx.acl_id),
+        ("target_resource_id", ctx.target_resource_id),
+    ):
+        if value:
+            unmapped.append(f'"{key}":{_dumps(value)}')
+    meta += ',"unmapped":{' + ",".join(unmapped)
+    mac = f',"mac":"{ctx.mac.replace("-", ":")}"' if ctx.mac else ""
+    return (meta, mac, ""), (meta, "", mac)
+
+
+def _partial_traffic(p1: int | None, b1: int | None, p2: int | None, b2: int | None) -> str:
+    """Rare: a tuple with some counters empty. Only the present ones, and sums of complete pairs."""
+    fields = []
+    for key, value in (("bytes_out", b1), ("packets_out", p1), ("bytes_in", b2), ("packets_in", p2)):
+        if value is not None:
+            fields.append(f'"{key}":{value}')
+    if b1 is not None and b2 is not None:
+        fields.append(f'"bytes":{b1 + b2}')
+    if p1 is not None and p2 is not None:
+        fields.append(f'"packets":{p1 + p2}')
+    return ',"traffic":{' + ",".join(fields) + "}}"
+
+
+def make_formatter() -> OcsfFormatter:
+    return OcsfFormatter()
