@@ -72,7 +72,7 @@ def build_service(
         delivery,
         start=str(cfg["source"].get("start", "earliest")),
         poll_interval=float(cfg["source"].get("poll_interval", 30)),
-        chunk_bytes=int(cfg.get("reader", {}).get("chunk_bytes", 4 << 20)),
+        chunk_bytes=int(cfg.get("reader", {}).get("chunk_bytes", 1 << 20)),
         checkpoint_interval=float(cfg.get("checkpoint", {}).get("interval", 0.0)),
         stop=stop,
         issues=IssueLog(),

@@ -167,7 +167,6 @@ class Normaliser:
         ]
 
 
-
 # The group parsers are the innermost loop: checks are inlined, and a tuple that fails any of them
 # is handed back so that explain_tuple (slow, thorough) can say what was wrong with it.
 _BadTuples = list[tuple[int, Any]]

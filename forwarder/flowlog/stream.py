@@ -20,7 +20,7 @@ class NotAFlowLog(ValueError):
 class FileConverter:
     """Reads one input chunk by chunk; never holds more than one chunk plus a partial record."""
 
-    def __init__(self, stream: BinaryIO, source: str, issues: IssueLog, chunk_bytes: int = 4 << 20):
+    def __init__(self, stream: BinaryIO, source: str, issues: IssueLog, chunk_bytes: int = 1 << 20):
         self.stream = stream
         self.source = source
         self.issues = issues

@@ -41,7 +41,7 @@ class Service:
         *,
         start: str = "earliest",
         poll_interval: float = 30.0,
-        chunk_bytes: int = 4 << 20,
+        chunk_bytes: int = 1 << 20,
         checkpoint_interval: float = 0.0,
         stop: threading.Event | None = None,
         issues: IssueLog | None = None,

@@ -72,50 +72,81 @@ class BlobSpec:
         )
 
 
-def _tuple(rng: random.Random, spec: BlobSpec, ts: int, local_ip: str) -> tuple[str, bool]:
+@dataclass(frozen=True, slots=True)
+class _Flow:
+    src: str
+    dst: str
+    sport: int
+    dport: int
+    inbound: bool
+    udp: bool
+    icmp: bool
+    encryption: str
+
+
+_MAX_ACTIVE = 5000
+
+
+def _new_flow(rng: random.Random, spec: BlobSpec, local_ip: str) -> tuple[_Flow, bool]:
     v6 = rng.random() < spec.ipv6_share
     remote = rng.choice(_PUBLIC_V6 if v6 else _PUBLIC_V4)
     local = "fd00::4" if v6 else local_ip
     inbound = rng.random() < 0.4
     src, dst = (remote, local) if inbound else (local, remote)
-    sport = rng.randint(1024, 65535)
     dport = rng.choice([443, 80, 22, 3389, 53, 123])
-    udp = dport in (53, 123)
-    direction = "I" if inbound else "O"
-    denied = inbound and rng.random() < 0.5
-    state = "B" if denied else rng.choice("BCE")
+    icmp = spec.kind == "vnet" and dport not in (53, 123) and rng.random() < 0.1
+    sport, dport = (8, 0) if icmp else (rng.randint(1024, 65535), dport)
+    enc = rng.choice(["X", "NX", "NX_HW_NOT_SUPPORTED"]) if spec.kind == "vnet" else ""
+    flow = _Flow(src, dst, sport, dport, inbound, dport in (53, 123), icmp, enc)
+    return flow, inbound and rng.random() < 0.5
+
+
+def _tuple(rng: random.Random, spec: BlobSpec, ts: int, flow: _Flow, state: str, denied: bool) -> str:
     counters = [rng.randint(1, 50), rng.randint(60, 60000), rng.randint(1, 50), rng.randint(60, 60000)]
+    direction = "I" if flow.inbound else "O"
+    head = f"{flow.src},{flow.dst},{flow.sport},{flow.dport}"
     if spec.kind == "vnet":
-        ts_ms = ts * 1000 + rng.randint(0, 999)
-        proto = "17" if udp else rng.choice(["6", "6", "6", "1"])
-        if proto == "1":
-            sport, dport = 8, 0
+        proto = "1" if flow.icmp else ("17" if flow.udp else "6")
         vstate = "D" if denied else state
         if vstate in ("B", "D"):
             counters = [0, 0, 0, 0]
-        enc = rng.choice(["X", "NX", "NX_HW_NOT_SUPPORTED"])
-        line = f"{ts_ms},{src},{dst},{sport},{dport},{proto},{direction},{vstate},{enc},"
-        return line + ",".join(map(str, counters)), denied
-    proto = "U" if udp else "T"
-    decision = "D" if denied else "A"
-    base = f"{ts},{src},{dst},{sport},{dport},{proto},{direction},{decision}"
+        line = f"{ts * 1000 + rng.randint(0, 999)},{head},{proto},{direction},{vstate},{flow.encryption},"
+        return line + ",".join(map(str, counters))
+    base = f"{ts},{head},{'U' if flow.udp else 'T'},{direction},{'D' if denied else 'A'}"
     if spec.version == 1:
-        return base, denied
+        return base
     if state == "B":
-        return base + ",B,,,,", denied
-    return base + f",{state}," + ",".join(map(str, counters)), denied
+        return base + ",B,,,,"
+    return base + f",{state}," + ",".join(map(str, counters))
 
 
-def _record(rng: random.Random, spec: BlobSpec, minute: int) -> dict[str, object]:
+def _record(rng: random.Random, spec: BlobSpec, minute: int, active: list[_Flow]) -> dict[str, object]:
+    """One minute of one NIC. Flows live across minutes: B when they open, C while they last, E at the end;
+    denied flows appear once. Real logs look like this, and it is what makes per-flow caches pay off."""
     start = spec.hour + timedelta(minutes=minute)
     ts = int(start.timestamp())
     time_str = (start + timedelta(seconds=35)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
     rules = _RULES_NSG if spec.kind == "nsg" else _RULES_VNET
     groups: dict[str, list[str]] = {r: [] for r in rules}
     for _ in range(spec.tuples_per_minute):
-        t, denied = _tuple(rng, spec, ts + rng.randint(0, 59), "10.0.0.4")
-        rule = rules[1] if denied else rng.choice([rules[0], rules[2]])
-        groups[rule].append(t)
+        t = ts + rng.randint(0, 59)
+        r = rng.random()
+        if active and r < 0.5:
+            i = rng.randrange(len(active))
+            flow = active[i]
+            state = "C"
+            if r < 0.2:
+                state = "E"
+                active[i] = active[-1]
+                active.pop()
+            line, denied = _tuple(rng, spec, t, flow, state, False), False
+        else:
+            flow, denied = _new_flow(rng, spec, "10.0.0.4")
+            if not denied and len(active) < _MAX_ACTIVE:
+                active.append(flow)
+            line = _tuple(rng, spec, t, flow, "B", denied)
+        rule = rules[1] if denied else (rules[2] if flow.dport in (443, 22) else rules[0])
+        groups[rule].append(line)
     used = [(r, ts_list) for r, ts_list in groups.items() if ts_list]
     if spec.kind == "nsg":
         return {
@@ -156,8 +187,9 @@ def _record(rng: random.Random, spec: BlobSpec, minute: int) -> dict[str, object
 def data_blocks(spec: BlobSpec) -> Iterator[bytes]:
     """The data blocks of a blob in commit order: one record per minute, commas between them."""
     rng = random.Random(f"{spec.seed}:{spec.blob_name}")
+    active: list[_Flow] = []
     for minute in range(spec.minutes):
-        body = orjson.dumps(_record(rng, spec, minute))
+        body = orjson.dumps(_record(rng, spec, minute, active))
         yield body if minute == 0 else b"," + body
 
 
