@@ -10,7 +10,8 @@ the current hour's and, for a few minutes after the hour, the previous hour's. S
    ended (Azure commits the last block a few minutes late). An hour stays on the list until
    that final listing happened, so a stalled process never skips one;
 3. on the first poll only, lists the backlog from ``start`` up to those live hours by walking
-   ``y=`` / ``m=`` / ``d=`` / ``h=`` under each prefix (one listing per whole day).
+   ``y=`` / ``m=`` / ``d=`` under each prefix: one listing per whole day in range, one per hour
+   folder on the partial days at the edges.
 
 ``entries_listed`` and ``requests`` make the cost visible to the listing benchmark and metrics.
 """
@@ -109,6 +110,7 @@ class AzureBlobSource:
         self._prefixes_at: datetime | None = None
         self._start_floor: datetime | None = None  # resolved on the first discover(); None = earliest
         self._pending_from: datetime | None = None  # oldest hour not yet listed after it became final
+        self._backlog_due: dict[str, datetime] = {}  # resources found after the first poll -> hour to list from
 
     # -- counters -------------------------------------------------------------------------------
 
@@ -152,7 +154,9 @@ class AzureBlobSource:
                     continue
                 if (since is not None and path.hour < since) or (until is not None and path.hour >= until):
                     continue
-                refs.append(BlobRef(props.name, int(props.size), str(props.etag), props.last_modified))
+                # Listings give the etag bare, blob properties quoted: keep one form so comparisons hold.
+                etag = str(props.etag).strip('"')
+                refs.append(BlobRef(props.name, int(props.size), etag, props.last_modified))
             self._count_entries(n)
             return refs
 
@@ -209,6 +213,14 @@ class AzureBlobSource:
             depth += 1
         found.sort()
         new = sorted(set(found) - set(self._prefixes))
+        if self._pending_from is not None and self._prefixes_at is not None:
+            # A resource that appeared since the last walk may have written an hour that is final by now:
+            # the next discover() lists its hours since then once.
+            since = blobpath.floor_hour(self._prefixes_at) - HOUR
+            if self._start_floor is not None:
+                since = max(since, self._start_floor)
+            for prefix in new:
+                self._backlog_due.setdefault(prefix, since)
         if new or len(found) != len(self._prefixes):
             log.info(
                 "Found flow-log resources in the container: source=%s resources=%d new=%d",
@@ -249,9 +261,11 @@ class AzureBlobSource:
                     if lo <= day and day + _DAY <= until:
                         refs.extend(self._list(dp, since, until))
                         continue
-                    for hp, h in self._time_children(dp, "h"):
-                        if lo <= day.replace(hour=h) <= last:
-                            refs.extend(self._list(hp))
+                    # A partial day (the edges of the range): its hour folders are known, list just those.
+                    hour = max(day, lo)
+                    while hour <= last and hour < day + _DAY:
+                        refs.extend(self._list(blobpath.hour_prefix(prefix, hour)))
+                        hour += HOUR
         return refs
 
     def _backlog(self, prefixes: Sequence[str], since: datetime | None, until: datetime) -> Iterator[BlobRef]:
@@ -288,10 +302,8 @@ class AzureBlobSource:
         now = self.now()
         with self._lock:
             self.entries_listed = 0
-        new_prefixes: list[str] = []
-        previous_walk = self._prefixes_at
         if self._refresh_due(now):
-            new_prefixes = self.refresh()
+            self.refresh()
         current = blobpath.floor_hour(now)
         if self._pending_from is None:
             live_from = current - HOUR if not self._final(current - HOUR, now) else current
@@ -306,12 +318,12 @@ class AzureBlobSource:
                 yield from self._backlog(self._prefixes, self._start_floor, pending)
         else:
             pending = self._pending_from
-            if new_prefixes and previous_walk is not None:
-                # A resource that appeared since the last walk may have written an hour that is final by now.
-                since = blobpath.floor_hour(previous_walk) - HOUR
-                if self._start_floor is not None:
-                    since = max(since, self._start_floor)
-                yield from self._backlog(new_prefixes, since, pending)
+            if self._backlog_due:
+                due = sorted(self._backlog_due.items())
+                for refs in self._ordered(lambda ps: self._backlog_prefix(ps[0], ps[1], pending), due):
+                    yield from refs
+                for prefix, _ in due:
+                    self._backlog_due.pop(prefix, None)
         hours: list[datetime] = []
         h = pending
         while h <= current:

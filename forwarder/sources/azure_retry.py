@@ -11,6 +11,7 @@ permissions, a missing container), with messages passed through the scrubber.
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from collections.abc import Callable
 from typing import TypeVar
@@ -30,7 +31,6 @@ from tenacity import (
     retry_if_exception,
     stop_after_attempt,
     stop_never,
-    wait_exponential_jitter,
 )
 
 from forwarder.sinks.retry import Interrupted
@@ -103,7 +103,9 @@ class StorageRetry:
         self.retries = 0  # total waits, for metrics
 
     def _wait(self, state: RetryCallState) -> float:
-        backoff = float(wait_exponential_jitter(initial=self.initial, max=self.maximum, jitter=self.initial)(state))
+        # Computed here rather than with wait_exponential_jitter, whose parameters changed across tenacity versions.
+        exp = min(state.attempt_number - 1, 32)
+        backoff = min(self.maximum, self.initial * 2.0**exp + random.uniform(0, self.initial))
         after = _retry_after(state.outcome.exception() if state.outcome else None)
         return max(backoff, min(after, self.maximum * 4)) if after is not None else backoff
 

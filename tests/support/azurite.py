@@ -22,13 +22,17 @@ import subprocess
 import time
 import urllib.error
 import urllib.request
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from urllib.parse import quote
 
 import pytest
+import urllib3
 from azure.core.exceptions import ResourceExistsError
-from azure.storage.blob import BlobServiceClient, ContainerClient
+from azure.storage.blob import BlobServiceClient, ContainerClient, ContainerSasPermissions, generate_container_sas
 
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT_NAME = "devstoreaccount1"
@@ -88,6 +92,26 @@ class Azurite:
     def new_container(self, stem: str = "flowlogs") -> ContainerClient:
         """An empty, freshly created container with a unique name."""
         return self.container_client(f"{stem}-{os.getpid()}-{next(_names)}")
+
+    def upload_many(self, container: str, blobs: Iterable[tuple[str, bytes]], threads: int = 4) -> int:
+        """Create many small blobs quickly (plain PUTs with a container SAS; 3x faster than the SDK)."""
+        sas = generate_container_sas(
+            self.account_name, container, account_key=self.account_key,
+            permission=ContainerSasPermissions(write=True, create=True), expiry=datetime.now(UTC) + timedelta(hours=1),
+        )  # fmt: skip
+        http = urllib3.PoolManager(maxsize=threads)
+
+        def put(item: tuple[str, bytes]) -> None:
+            name, data = item
+            url = f"{self.account_url}/{container}/{quote(name)}?{sas}"
+            resp = http.request("PUT", url, body=data, headers={"x-ms-blob-type": "BlockBlob"})
+            if resp.status != 201:
+                raise RuntimeError(f"Azurite refused an upload: status={resp.status} blob={name}")
+
+        with ThreadPoolExecutor(threads) as pool:
+            done = sum(1 for _ in pool.map(put, blobs))
+        http.clear()
+        return done
 
     def stop(self) -> None:
         for client in self._clients:
