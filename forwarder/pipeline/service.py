@@ -114,6 +114,21 @@ class Service:
         self.stats.bytes_downloaded = self.reader.bytes_read
         log.debug("Poll finished: blobs=%d seconds=%.2f", len(blobs), time.monotonic() - began)
 
+    def backfill(self, blobs: list[BlobRef], progress: Callable[[BlobRef, int], None]) -> None:
+        """Read the given blobs (an explicit, bounded backfill) through the same checkpoints and sinks.
+
+        ``progress`` is called after each blob with the bytes it had; already-delivered parts are skipped.
+        """
+        try:
+            for blob in blobs:
+                if self.stop.is_set():
+                    break
+                self._read_blob(blob)
+                progress(blob, blob.size)
+        finally:
+            self.store.save()
+            self.stats.bytes_downloaded = self.reader.bytes_read
+
     def _skip_existing(self, blob: BlobRef) -> None:
         key = self.reader.key(blob)
         try:

@@ -13,15 +13,16 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from forwarder.sources import blobpath
 from forwarder.sources.base import BlobGone, BlobRef, SourceError
-
-BLOB_FILE = "PT1H.json"
-_LAYOUT_ROOTS = ("resourceId=", "flowLogResourceID=")
+from forwarder.sources.blobpath import BLOB_FILE, HOUR
+from forwarder.sources.start import parse_start
 
 
 class DirectorySource:
-    def __init__(self, root: Path, account: str = "local", container: str | None = None):
+    def __init__(self, root: Path, account: str = "local", container: str | None = None, start: datetime | None = None):
         self.root = root
+        self.start = start  # first run: hours before this are not read (start = <RFC 3339 time>)
         self.account = account
         # With container folders under root, blob names carry their container ("insights-logs-.../resourceId=...").
         self.container = container or root.name
@@ -34,6 +35,18 @@ class DirectorySource:
             return False
 
     def discover(self) -> Iterator[BlobRef]:
+        return self._walk(self.start, None)
+
+    def backlog(self, since: datetime, until: datetime) -> Iterator[BlobRef]:
+        """Blobs of the hours in [since, until), for an explicit backfill."""
+        return self._walk(since, until)
+
+    @staticmethod
+    def _hour(name: str) -> datetime | None:
+        parsed = blobpath.parse(name.split("/", 1)[1] if name.startswith("insights-logs-") else name)
+        return parsed.hour if parsed else None
+
+    def _walk(self, since: datetime | None, until: datetime | None) -> Iterator[BlobRef]:
         if not self.root.is_dir():
             raise SourceError(f"The source folder does not exist or is not a folder: path={self.root}")
         self.identity = self.account if self._has_container_folders() else f"{self.account}/{self.container}"
@@ -47,8 +60,10 @@ class DirectorySource:
             except FileNotFoundError:
                 continue
             name = path.relative_to(self.root).as_posix()
-            if not name.startswith(_LAYOUT_ROOTS) and "/" not in name:
-                continue
+            if since is not None or until is not None:
+                hour = self._hour(name)
+                if hour is None or (since and hour + HOUR <= since) or (until and hour >= until):
+                    continue
             yield BlobRef(
                 name=name,
                 size=st.st_size,
@@ -69,4 +84,8 @@ class DirectorySource:
 
 
 def from_config(cfg: Mapping[str, Any]) -> DirectorySource:
-    return DirectorySource(Path(cfg["path"]), account=cfg.get("account", "local"), container=cfg.get("container"))
+    start = parse_start(cfg.get("start", "earliest"))
+    since = start if isinstance(start, datetime) else None
+    return DirectorySource(
+        Path(cfg["path"]), account=cfg.get("account", "local"), container=cfg.get("container"), start=since
+    )
