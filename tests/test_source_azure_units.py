@@ -114,6 +114,7 @@ def test_start_values() -> None:
         ({"container": "c", "account_url": "https://storage.example.net", "account_key": "k" * 20}, "account_name"),
         ({"container": "c", "connection_string": "UseDevelopmentStorage=true", "discovery_refresh": 0}, "discovery"),
         ({"container": "c", "connection_string": "UseDevelopmentStorage=true", "start": "soon"}, "source.start"),
+        ({"container": "c", "account_url": "http://127.0.0.1:1/devstoreaccount1"}, "token credential"),
     ],
 )
 def test_bad_config_is_rejected_with_the_key_and_no_secret(cfg: dict[str, object], message: str) -> None:
@@ -121,3 +122,14 @@ def test_bad_config_is_rejected_with_the_key_and_no_secret(cfg: dict[str, object
         from_config(cfg)
     assert "SECRETSIG" not in str(info.value)
     assert "k" * 20 not in str(info.value)
+
+
+def test_account_url_alone_uses_default_azure_credential() -> None:
+    # Nothing is fetched until the first request, so this needs no Azure login.
+    source = from_config({"type": "azure_blob", "container": "insights-logs-flowlogflowevent",
+                          "account_url": "https://myacct.blob.core.windows.net"})  # fmt: skip
+    try:
+        assert source.identity == "myacct/insights-logs-flowlogflowevent"
+        assert type(source.client.credential).__name__ == "DefaultAzureCredential"
+    finally:
+        source.close()
