@@ -405,12 +405,12 @@ def test_throttling_is_retried_until_the_account_answers(
         data = blob_bytes(specs[0])
         assert source.read(specs[0].blob_name, 10, 400) == data[10:400]
         assert proxy.failed == 7
-        assert source.retry.retries == 7
+        assert source.retries == 7
         # Not everything is worth retrying: a 404 is an answer.
         proxy.fail(1, status=404, code="BlobNotFound")
         with pytest.raises(BlobGone):
             source.read(specs[0].blob_name, 0, 10)
-        assert source.retry.retries == 7
+        assert source.retries == 7
     finally:
         source.close()
         proxy.close()
@@ -432,7 +432,7 @@ def test_an_unreachable_account_is_retried_until_shutdown_interrupts_the_wait(
         with pytest.raises(Interrupted):
             source.read("x/PT1H.json", 0, 10)
         assert 0.9 < time.monotonic() - began < 5
-        assert source.retry.retries >= 3
+        assert source.retries >= 3
 
         limited = from_config(
             {"type": "azure_blob", "container": "c", "account_url": dead, "account_key": azurite.account_key},

@@ -125,6 +125,11 @@ class AzureBlobSource:
             self.entries_listed_total += n
 
     @property
+    def retries(self) -> int:
+        """Storage requests retried after a transient failure (throttling, timeouts), since creation."""
+        return self.retry.retries
+
+    @property
     def prefixes(self) -> list[str]:
         """The resource prefixes (one per NSG / flow log) found by the last walk."""
         return list(self._prefixes)
