@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import threading
 import time
 from datetime import UTC, datetime, timedelta
@@ -466,3 +467,76 @@ def test_event_time_not_send_time_in_header() -> None:
             timespec="milliseconds"
         )
         assert stamp.replace("+00:00", "Z") in payload
+
+
+# --- acknowledged but never read ------------------------------------------------------------------
+
+
+def read_octet_counted(data: bytes) -> list[str]:
+    out = []
+    pos = 0
+    while pos < len(data):
+        space = data.index(b" ", pos)
+        length = int(data[pos:space])
+        out.append(data[space + 1 : space + 1 + length].decode())
+        pos = space + 1 + length
+    assert pos == len(data), "the stream ends in the middle of a frame"
+    return out
+
+
+@pytest.mark.parametrize("unread", [True, False])
+def test_batches_a_receiver_acknowledged_but_never_read_are_sent_again(tmp_path: Path, unread: bool) -> None:
+    """A receiver's kernel acknowledges bytes its process may never read. When such a receiver goes
+    away (reset), the next connection carries the recent batches again; after a clean close by a
+    receiver that read everything (FIN), nothing is sent twice."""
+    events = make_events(minutes=2)
+    first, second = events[:40], events[40:]
+    assert first and second
+    with socket.create_server(("127.0.0.1", 0)) as server:
+        server.settimeout(10)
+        table = {"type": "syslog", "format": "cef", "host": "127.0.0.1", "port": server.getsockname()[1]}
+        sink = from_config(table, "syslog[0]", DeadLetter(tmp_path / "dl"), fast_retry())
+        assert isinstance(sink, SyslogSink)
+        sink.open()
+        conn1, _ = server.accept()
+        sink.send(make_batch(first, "cef"))  # returns once conn1's kernel acknowledged it
+        if unread:
+            conn1.close()  # bytes left unread: the kernel answers with a reset
+        else:
+            conn1.settimeout(10)
+            received = b""
+            while len(received) < len(make_sink_payload(first)):
+                received += conn1.recv(1 << 20)
+            conn1.shutdown(socket.SHUT_RDWR)  # everything read: a clean FIN
+            conn1.close()
+        time.sleep(0.1)
+        chunks: list[bytes] = []
+
+        def serve() -> None:
+            conn2, _ = server.accept()
+            with conn2:
+                while data := conn2.recv(1 << 20):
+                    chunks.append(data)
+
+        reader = threading.Thread(target=serve)
+        reader.start()
+        sink.send(make_batch(second, "cef"))
+        sink.close()
+        reader.join(timeout=10)
+    messages = read_octet_counted(b"".join(chunks))
+    ids = [event_id("cef", d) for d in validate_lines("cef", [m.split(" ", 7)[7] for m in messages])]
+    if unread:
+        assert ids == [e.event_id for e in first + second]
+        assert sink.resent_batches == 1
+    else:
+        assert ids == [e.event_id for e in second]
+        assert sink.resent_batches == 0
+
+
+def make_sink_payload(events: list[FlowEvent]) -> bytes:
+    batch = make_batch(events, "cef")
+    framer = Framer(
+        rfc="5424", facility=LOCAL0, severity_allowed=INFO, severity_denied=NOTICE, hostname="h",
+        app_name="nsg-forwarder", procid="1", msgid=None, sd_id=None, octet_counting=True,
+    )  # fmt: skip
+    return framer.stream_payload(batch.events, batch.lines)

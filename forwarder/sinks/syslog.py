@@ -10,12 +10,15 @@ application-level acknowledgement; RELP has, and is not spoken here):
   that stops reading, vanishes, or closes the connection makes the batch fail; it is then sent
   again in full on a new connection, with the retry policy's backoff in between.
 - Acknowledged is not yet read: a receiver that is stopped with acknowledged but unread bytes in
-  its socket buffer resets the connection. When a connection ends with a reset or an error (not a
-  clean close, which proves the receiver read everything), the next connection first sends again
-  the most recent batches (``reconnect_resend_bytes``, default 8 MiB, more than a Linux receive
-  buffer holds), then the new batch. Those events arrive twice; their ids are deterministic, so
-  the duplicates are removable downstream. Loss needs a receiver failure plus our own crash
-  before the next send.
+  its socket buffer resets the connection. So when a connection ends other than by our own close
+  or a plain-TCP FIN (which proves the receiver read everything: with bytes left unread, the
+  kernel sends a reset instead), the next connection first sends again the most recent batches
+  (``reconnect_resend_bytes``, default 8 MiB, more than a Linux receive buffer holds), then the
+  new batch. A TLS close_notify proves nothing (it precedes that reset), so with TLS every end the
+  receiver initiates triggers the resend. Those events arrive twice; their ids are deterministic,
+  so the duplicates are removable downstream. What remains: a receiver that loses data it had
+  already read (its own queue), more than ``reconnect_resend_bytes`` acknowledged but unread, or a
+  receiver failure right after our last batch before we stop (logged at ``close``).
 - A TLS connection is only trusted after a short probation: a receiver that requires a client
   certificate (rsyslog ``x509/certvalid``) completes the handshake and then drops the connection,
   which would otherwise look like delivered events.
@@ -266,6 +269,8 @@ def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retr
 
 
 def _describe(exc: BaseException) -> str:
+    if isinstance(exc, ssl.SSLEOFError | ssl.SSLZeroReturnError):
+        return "the receiver closed the connection"
     if isinstance(exc, ssl.SSLCertVerificationError):
         return f"certificate verify failed: {exc.verify_message}"
     if isinstance(exc, OSError) and exc.errno and exc.strerror and not isinstance(exc, ssl.SSLError):
@@ -287,7 +292,7 @@ class _Stream:
         self.sock = sock
         self.timeout = timeout
         self.tls = isinstance(sock, ssl.SSLSocket)
-        self.opened = time.monotonic()
+        self.delivered = False  # a batch was acknowledged on this connection
 
     def peer_state(self) -> str:
         """ "open", "closed" (the receiver closed cleanly: it read everything) or "reset"."""
@@ -488,7 +493,9 @@ class SyslogSink:
                     "The syslog receiver ended the connection, reconnecting: sink=%s address=%s how=%s",
                     self.name, self.peer, state,
                 )  # fmt: skip
-                self._drop(lost=state == "reset")
+                # Only a plain TCP FIN proves the receiver read everything: it would have sent a reset
+                # instead had acknowledged bytes been left unread. A TLS close_notify comes before that reset.
+                self._drop(lost=state == "reset" or conn.tls)
                 conn = None
         if conn is None:
             conn = self._connect()
@@ -500,12 +507,13 @@ class SyslogSink:
             conn.write(data)
             conn.wait_acked()
         except OSError as exc:
-            fresh = time.monotonic() - conn.opened < 2 * _TLS_PROBATION_MAX
             self._drop(lost=True)
             if _tls_fatal(exc):
                 raise SinkFatal(f"sink {self.name}: TLS with {self.peer} failed: {_describe(exc)}") from exc
-            hint = self._fresh_tls_hint() if conn.tls and fresh else ""
+            # A TLS connection that never carried a batch was most likely refused after the handshake.
+            hint = self._fresh_tls_hint() if conn.tls and not conn.delivered else ""
             raise TransientError(f"sending to {self.peer} failed: {_describe(exc)}{hint}") from exc
+        conn.delivered = True
         if resend:
             self.resent_batches += len(self._recent)
             log.warning(
@@ -532,7 +540,7 @@ class SyslogSink:
         if lost:
             self._resend_pending = True
         elif not self._resend_pending:
-            # A clean end means the receiver read everything: nothing to send again.
+            # Our own close, or a plain-TCP FIN: the receiver read everything, nothing to send again.
             self._recent.clear()
             self._recent_bytes = 0
 
