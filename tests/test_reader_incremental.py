@@ -185,3 +185,15 @@ def test_checkpoint_file_is_replaced_atomically(tmp_path: Path) -> None:
     cp = again.get("a/b")
     assert cp is not None and cp.offset == 120
     assert [p.name for p in tmp_path.iterdir()] == ["cp.json"]  # no temp file left behind
+
+
+def test_a_blob_first_seen_with_only_head_and_tail_is_not_taken_for_a_rewrite(tmp_path: Path) -> None:
+    root = tmp_path / "flowlogs"
+    w = LocalWriter(root, BlobSpec(tuples_per_minute=6))
+    svc, sink = make_service(root, tmp_path)
+    svc.poll()  # '{"records":[]}' only
+    for _ in range(4):
+        w.append_minute()
+        svc.poll()
+    assert len(sink.event_ids) == 24
+    assert len(set(sink.event_ids)) == 24

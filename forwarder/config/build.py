@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
+from datetime import datetime, timedelta
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,7 @@ from forwarder.pipeline.service import Service
 from forwarder.sinks.base import Sink
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.retry import RetryPolicy
+from forwarder.sources import blobpath
 from forwarder.sources.base import BlobSource
 
 SINK_MODULES = {
@@ -32,10 +34,30 @@ def checkpoint_path(cfg: Mapping[str, Any]) -> Path:
     return Path(cfg.get("checkpoint", {}).get("path", DEFAULT_CHECKPOINT))
 
 
-def build_source(cfg: Mapping[str, Any]) -> BlobSource:
+def build_source(cfg: Mapping[str, Any], stop: threading.Event | None = None) -> BlobSource:
     module = import_module(SOURCE_MODULES[cfg["source"]["type"]])
+    if cfg["source"]["type"] == "azure_blob":
+        azure: BlobSource = module.from_config(cfg["source"], stop=stop)
+        return azure
     source: BlobSource = module.from_config(cfg["source"])
     return source
+
+
+def resume_hour(store: CheckpointStore) -> datetime | None:
+    """Where a restarted service can begin listing instead of [source] start: the oldest blob still being
+    read, or else the newest blob seen (its hour and the ones after it are listed again)."""
+    hours_open, hours_all = [], []
+    for key, cp in store.items():
+        starts = [i for i in (key.find(root) for root in blobpath.LAYOUT_ROOTS) if i >= 0]
+        parsed = blobpath.parse(key[min(starts) :]) if starts else None
+        if parsed is None:
+            continue
+        hours_all.append(parsed.hour)
+        if not cp.etag:
+            hours_open.append(parsed.hour)
+    if hours_open:
+        return min(hours_open)
+    return max(hours_all) if hours_all else None
 
 
 def sink_names(cfg: Mapping[str, Any]) -> list[str]:
@@ -62,7 +84,16 @@ def build_service(
         max_attempts=int(retry_cfg.get("max_attempts", 0)),
         stop=abort or stop,
     )
-    source = build_source(cfg)
+    source = build_source(cfg, abort or stop)
+    resume = resume_hour(store)
+    configured = getattr(source, "start", None)
+    if (
+        resume is not None
+        and hasattr(source, "start")
+        and (not isinstance(configured, datetime) or resume > configured)
+    ):
+        # Restarted with checkpoints: no need to list the whole backlog from [source] start again.
+        source.start = resume - timedelta(hours=1)
     dead_letter = DeadLetter(dl_path)
     delivery = Delivery(build_sinks(cfg, dead_letter, retry), dead_letter)
     retry.on_retry = delivery.count_retry

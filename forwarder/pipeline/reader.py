@@ -142,8 +142,6 @@ class BlobReader:
                     yield from self.chunks(blob, None)
                     return
                 data = data[lead:]
-            if first and not cp.first and pos == cp.head:
-                cp.first = data[:FIRST].hex()
             first = False
             last = end >= size or len(data) < end - pos
             final = False
@@ -156,6 +154,9 @@ class BlobReader:
             for record in decoder.feed(data, final=final):
                 events.extend(normaliser.events(record))
             new_offset = decoder.consumed
+            if not cp.first and pos == cp.head and new_offset > cp.head:
+                # Only bytes of delivered records: a blob seen with head and tail alone has no first record yet.
+                cp.first = data[: min(FIRST, new_offset - cp.head)].hex()
             window = prev_tail + data
             window_start = pos - len(prev_tail)
             if new_offset <= cp.head:

@@ -94,25 +94,32 @@ class Service:
 
     def poll(self) -> None:
         began = time.monotonic()
-        blobs = sorted(self.source.discover(), key=lambda b: b.name)
-        if self.on_poll:
-            self.on_poll(self)
         latest_init = self._first_run and self.start == "latest"
         self._first_run = False
-        for blob in blobs:
-            if self.stop.is_set():
-                break
-            if latest_init:
-                self._skip_existing(blob)
-                continue
-            self._read_blob(blob)
+        count = 0
+        try:
+            # Lazily: a first poll over a year of retention lists millions of blobs.
+            for blob in self.source.discover():
+                count += 1
+                if count == 1 and self.on_poll:
+                    self.on_poll(self)  # the source answered: ready
+                if self.stop.is_set():
+                    break
+                if latest_init:
+                    self._skip_existing(blob)
+                else:
+                    self._read_blob(blob)
+        except Interrupted:
+            return  # shutdown while the source was retrying a listing
+        if self.on_poll:
+            self.on_poll(self)
         self.store.save()
         self._last_save = time.monotonic()
         self.stats.polls += 1
         self.heartbeat = time.monotonic()
         self.stats.last_poll_end = time.time()
         self.stats.bytes_downloaded = self.reader.bytes_read
-        log.debug("Poll finished: blobs=%d seconds=%.2f", len(blobs), time.monotonic() - began)
+        log.debug("Poll finished: blobs=%d seconds=%.2f", count, time.monotonic() - began)
 
     def backfill(self, blobs: list[BlobRef], progress: Callable[[BlobRef, int], None]) -> None:
         """Read the given blobs (an explicit, bounded backfill) through the same checkpoints and sinks.
