@@ -40,14 +40,19 @@ from forwarder.sinks.file_archive import (
     READ_CHUNK,
     TMP_SUFFIX,
     Naming,
+    VerifyReport,
     append_manifest,
     fsync_dir,
+    main_verify,
     read_manifest,
     repair_manifest_tail,
     sha256_file,
+    verify_archive,
 )
 from forwarder.sinks.retry import RetriesExhausted, RetryPolicy, TransientError
 
+__all__ = ["FileSink", "FileSinkConfigError", "StdoutSink", "VerifyReport", "from_config", "main_verify",
+           "parse_config", "verify_archive"]  # fmt: skip
 log = logging.getLogger("forwarder.sinks.file")
 
 DEFAULT_ROTATE_BYTES = 100 * 1024 * 1024
@@ -103,13 +108,13 @@ class FileSinkConfig:
 
 def parse_size(value: Any, key: str) -> int:
     if isinstance(value, bool):
-        raise FileSinkConfigError(f"{key}: expected a byte count like 104857600 or \"100MiB\", got {value!r}")
+        raise FileSinkConfigError(f'{key}: expected a byte count like 104857600 or "100MiB", got {value!r}')
     if isinstance(value, int):
         n = value
     elif isinstance(value, str) and (m := _SIZE.match(value)):
         n = int(m[1]) * _SIZE_UNITS[(m[2] or "").lower()]
     else:
-        raise FileSinkConfigError(f"{key}: expected a byte count like 104857600 or \"100MiB\", got {value!r}")
+        raise FileSinkConfigError(f'{key}: expected a byte count like 104857600 or "100MiB", got {value!r}')
     if n < 0:
         raise FileSinkConfigError(f"{key}: must not be negative, got {value!r}")
     return n
@@ -117,14 +122,12 @@ def parse_size(value: Any, key: str) -> int:
 
 def parse_interval(value: Any, key: str) -> int:
     if isinstance(value, bool):
-        raise FileSinkConfigError(f"{key}: expected seconds or a duration like \"15m\", \"1h\", \"1d\", got {value!r}")
+        raise FileSinkConfigError(f'{key}: expected seconds or a duration like "15m", "1h", "1d", got {value!r}')
     if isinstance(value, int | float) and value >= 0 and float(value).is_integer():
         return int(value)
     if isinstance(value, str) and (m := _INTERVAL.match(value)):
         return int(m[1]) * _INTERVAL_UNITS[m[2].lower()]
-    raise FileSinkConfigError(
-        f"{key}: expected whole seconds or a duration like \"15m\", \"1h\", \"1d\", got {value!r}"
-    )
+    raise FileSinkConfigError(f'{key}: expected whole seconds or a duration like "15m", "1h", "1d", got {value!r}')
 
 
 def parse_mode(value: Any, key: str) -> int:
@@ -133,7 +136,7 @@ def parse_mode(value: Any, key: str) -> int:
     elif isinstance(value, int) and not isinstance(value, bool):
         mode = value
     else:
-        raise FileSinkConfigError(f"{key}: expected permissions like 0o640 or \"0640\", got {value!r}")
+        raise FileSinkConfigError(f'{key}: expected permissions like 0o640 or "0640", got {value!r}')
     if not 0 <= mode <= 0o777 or mode & 0o600 != 0o600:
         raise FileSinkConfigError(
             f"{key}: permissions {mode:#o} must be within 0o777 and let the owner read and write (0o600)"
@@ -148,13 +151,13 @@ def parse_config(cfg: Mapping[str, Any], name: str = "file") -> FileSinkConfig:
     if unknown:
         raise FileSinkConfigError(f"{where}: unknown key {unknown[0]!r} (known: {', '.join(sorted(KEYS))})")
     if cfg.get("type", "file") != "file":
-        raise FileSinkConfigError(f"{where}: type: expected \"file\", got {cfg.get('type')!r}")
+        raise FileSinkConfigError(f'{where}: type: expected "file", got {cfg.get("type")!r}')
     fmt = cfg.get("format", "ecs")
     if fmt not in ("ecs", "cef", "ocsf"):
         raise FileSinkConfigError(f"{where}: format: expected one of ecs, cef, ocsf, got {fmt!r}")
     raw_path = cfg.get("path")
     if not isinstance(raw_path, str) or not raw_path.strip():
-        raise FileSinkConfigError(f"{where}: path: required, the file to write (or \"-\" for stdout)")
+        raise FileSinkConfigError(f'{where}: path: required, the file to write (or "-" for stdout)')
     for key in ("gzip", "manifest"):
         if key in cfg and not isinstance(cfg[key], bool):
             raise FileSinkConfigError(f"{where}: {key}: expected true or false, got {cfg[key]!r}")
@@ -166,7 +169,7 @@ def parse_config(cfg: Mapping[str, Any], name: str = "file") -> FileSinkConfig:
     if raw_path == "-":
         for key in ("rotate_bytes", "rotate_interval", "gzip", "manifest"):
             if cfg.get(key):
-                raise FileSinkConfigError(f"{where}: {key}: not possible when path is \"-\" (stdout)")
+                raise FileSinkConfigError(f'{where}: {key}: not possible when path is "-" (stdout)')
         return FileSinkConfig(path=None, format=fmt, mode=mode)
 
     path = Path(raw_path).expanduser()
@@ -421,7 +424,10 @@ class FileSink:
         self.rotations += 1
         log.info(
             "Rotated the output file: sink=%s reason=%s closed=%s bytes=%d",
-            self.name, reason, closed.name, closed.stat().st_size,
+            self.name,
+            reason,
+            closed.name,
+            closed.stat().st_size,
         )
         self._enqueue(closed)
 
@@ -477,7 +483,9 @@ class FileSink:
             os.fsync(f.fileno())
         log.warning(
             "Removed an incomplete last line left by a crash; its batch is sent again: sink=%s path=%s bytes=%d",
-            self.name, self.path, size - keep,
+            self.name,
+            self.path,
+            size - keep,
         )
 
     # -- finalisation (worker thread) -----------------------------------------------------------------
@@ -528,7 +536,11 @@ class FileSink:
                 wait = min(self.retry.initial * 2**attempt, self.retry.maximum)
                 log.warning(
                     "Archiving a closed file failed, retrying: sink=%s file=%s attempt=%d wait_s=%.1f error=%s",
-                    self.name, closed.name, attempt, wait, exc,
+                    self.name,
+                    closed.name,
+                    attempt,
+                    wait,
+                    exc,
                 )
                 if self.retry.stop.wait(wait):
                     log.warning("Left a closed file for the next start to archive: sink=%s file=%s", self.name, closed)
@@ -654,7 +666,8 @@ class FileSink:
         if backlog:
             log.warning(
                 "Found closed files not yet compressed after a restart; archiving them now: sink=%s files=%s",
-                self.name, ",".join(p.name for p in backlog),
+                self.name,
+                ",".join(p.name for p in backlog),
             )
         return backlog
 
