@@ -76,7 +76,8 @@ def test_every_event_is_stored_once_under_its_id(es: ElasticsearchReceiver, dead
     assert all(b.headers["content-type"] == "application/x-ndjson" for b in bulks)
     assert all(b.headers["content-encoding"] == "gzip" and b.wire_bytes < len(b.body) / 4 for b in bulks)
     assert all(b.headers["authorization"] == f"ApiKey {API_KEY}" for b in bulks)
-    assert len({b.peer for b in bulks}) == 1, "one keep-alive connection"
+    peers = {b.peer for b in bulks}
+    assert len(peers) <= 2 < len(bulks), "requests reuse max_in_flight (2) keep-alive connections"
     assert not dead_entries(dead_letter)
 
 
@@ -120,7 +121,7 @@ def test_item_failures_are_handled_item_by_item(es: ElasticsearchReceiver, dead_
 def test_whole_request_overload_is_retried_after_retry_after(es: ElasticsearchReceiver, dead_letter: DeadLetter,
                                                              events: list[Any]) -> None:
     es.script(Action(503, retry_after="1"), Action(429, retry_after="1"), Action(502))
-    sink = make_sink(es, dead_letter)
+    sink = make_sink(es, dead_letter, max_in_flight=1)
     started = time.monotonic()
     sink.send(make_batch("ecs", events[:50]))
     assert time.monotonic() - started >= 1.9

@@ -67,8 +67,8 @@ def test_events_arrive_as_ndjson_with_the_configured_headers(
     collector: NdjsonReceiver, dead_letter: DeadLetter, events: list[Any], method: str
 ) -> None:
     batch = make_batch("ecs", events)
-    make_sink(collector, dead_letter, method=method.lower()).send(batch)
-    assert collector.lines == list(batch.lines), "in order, one event per line"
+    make_sink(collector, dead_letter, method=method.lower(), max_in_flight=1).send(batch)
+    assert collector.lines == list(batch.lines), "in order (one request at a time), one event per line"
     validate_lines("ecs", collector.lines)
     posts = collector.requests_to("/ingest")
     assert len(posts) == -(-len(events) // 64)
@@ -110,7 +110,7 @@ def test_a_rejected_request_is_dead_lettered_with_status_and_excerpt(
     collector: NdjsonReceiver, dead_letter: DeadLetter, events: list[Any]
 ) -> None:
     collector.script(Action(200, passthrough=True), Action(422, {"error": "field 'x' not allowed", "line": 7}))
-    make_sink(collector, dead_letter).send(make_batch("ecs", events[:150]))  # 64 + 64 + 22
+    make_sink(collector, dead_letter, max_in_flight=1).send(make_batch("ecs", events[:150]))  # 64 + 64 + 22
     dead = dead_entries(dead_letter)
     assert [d["event_id"] for d in dead] == [e.event_id for e in events[64:128]]
     assert "HTTP 422" in dead[0]["reason"] and "field 'x' not allowed" in dead[0]["reason"]
@@ -178,3 +178,30 @@ def test_bad_tables_are_config_errors(dead_letter: DeadLetter, table: dict[str, 
         from_config(table, "http[0]", dead_letter, RetryPolicy())
     assert message in str(raised.value)
     assert "Injected" not in str(raised.value)
+
+
+@pytest.mark.parametrize("in_flight", [1, 3])
+def test_requests_overlap_up_to_max_in_flight(dead_letter: DeadLetter, events: list[Any], in_flight: int) -> None:
+    with NdjsonReceiver("/ingest", required_headers={"Authorization": BEARER}, latency=0.3) as slow:
+        make_sink(slow, dead_letter, max_in_flight=in_flight).send(make_batch("ecs", events[:192]))  # 3 requests
+        arrivals = sorted(s.at for s in slow.seen)
+        assert len(arrivals) == 3 and sorted(ids(slow.lines)) == sorted(e.event_id for e in events[:192])
+        spread = arrivals[-1] - arrivals[0]
+        if in_flight == 1:
+            assert spread >= 0.55, "each request waited for the answer to the one before"
+        else:
+            assert spread < 0.25, "all three were under way at once"
+        assert len({s.peer for s in slow.seen}) == in_flight
+
+
+def test_a_fatal_answer_stops_the_other_requests_of_the_batch(
+    collector: NdjsonReceiver, dead_letter: DeadLetter, events: list[Any]
+) -> None:
+    # One request is refused for good while its siblings keep getting 503: send must still end.
+    collector.script(Action(401), *[Action(503, "busy")] * 50)
+    sink = make_sink(collector, dead_letter, max_in_flight=2)
+    started = time.monotonic()
+    with pytest.raises(SinkFatal, match="HTTP 401"):
+        sink.send(make_batch("ecs", events))
+    assert time.monotonic() - started < 5
+    assert not dead_entries(dead_letter)

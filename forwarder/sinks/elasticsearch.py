@@ -15,8 +15,10 @@ from __future__ import annotations
 
 import base64
 import logging
+import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 from urllib.parse import quote
 
@@ -24,8 +26,11 @@ from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.http_common import (
     COMMON_KEYS,
+    Aborted,
+    Framed,
     HttpClient,
     HttpSettings,
+    InFlight,
     Redactor,
     Response,
     SinkConfigError,
@@ -94,7 +99,9 @@ class ElasticsearchSink:
         # Data streams require @timestamp; ECS has it, OCSF has `time` only.
         self._add_timestamp = fmt != "ecs"
         self.delivered = 0
-        self.duplicates = 0
+        self.duplicates = 0  # documents that were already there (409): replays
+        self._lock = threading.Lock()
+        self._in_flight = InFlight(settings.max_in_flight, name)
 
     # -- Sink protocol -------------------------------------------------------------------------
 
@@ -105,46 +112,48 @@ class ElasticsearchSink:
         self._client.reopen()
 
     def close(self) -> None:
+        self._in_flight.close()
         self._client.close()
 
     def send(self, batch: Batch) -> None:
         if not batch.lines:
             return
-        pieces = self._pieces(batch)
-        todo: deque[Work] = deque(
-            range(s, e)
-            for s, e in spans([len(p) for p in pieces], self.settings.batch_max_events, self.settings.batch_max_bytes)
-        )
+        framed = self._frame(batch)
+        jobs = [
+            partial(self._deliver, batch, framed, range(start, end))
+            for start, end in spans(framed.sizes(), self.settings.batch_max_events, self.settings.batch_max_bytes)
+        ]
+        self._in_flight.run(jobs)
+
+    def _deliver(self, batch: Batch, framed: Framed, work: Work, abort: threading.Event) -> None:
+        todo: deque[Work] = deque([work])
         while todo:
-            self._post(batch, pieces, todo.popleft(), todo)
+            self._post(batch, framed, todo.popleft(), todo, abort)
 
     # -- building ------------------------------------------------------------------------------
 
-    def _pieces(self, batch: Batch) -> list[str]:
+    def _frame(self, batch: Batch) -> Framed:
         lines = batch.lines
         events = batch.events
         # Event ids are hex digests and decimal indexes: nothing in them needs JSON escaping.
         if self._add_timestamp and not lines[0].startswith('{"@timestamp"'):
-            return [
-                f'{{"create":{{"_id":"{ev.event_id}"}}}}\n{{"@timestamp":{ev.timestamp_ms},{line[1:]}\n'
-                for ev, line in zip(events, lines, strict=True)
-            ]
-        return [f'{{"create":{{"_id":"{ev.event_id}"}}}}\n{line}\n' for ev, line in zip(events, lines, strict=True)]
+            heads = [f'{{"create":{{"_id":"{ev.event_id}"}}}}\n{{"@timestamp":{ev.timestamp_ms},' for ev in events]
+            return Framed(heads, [line[1:] for line in lines], ["\n"] * len(lines))
+        heads = [f'{{"create":{{"_id":"{ev.event_id}"}}}}\n' for ev in events]
+        return Framed(heads, lines, ["\n"] * len(lines))
 
     # -- posting -------------------------------------------------------------------------------
 
-    def _post(self, batch: Batch, pieces: list[str], work: Work, todo: deque[Work]) -> None:
+    def _post(self, batch: Batch, framed: Framed, work: Work, todo: deque[Work], abort: threading.Event) -> None:
         pending: Work = work
         what = f"bulk request of {len(work)} events from {batch.source}"
 
         def attempt() -> Response:
             nonlocal pending
-            if isinstance(pending, range):
-                text = "".join(pieces[pending.start : pending.stop])
-            else:
-                text = "".join([pieces[i] for i in pending])
+            if abort.is_set():
+                raise Aborted
             headers = dict(self._headers)
-            body = self._client.encode(text.encode(), headers)
+            body = self._client.body(framed.parts(pending), headers)
             resp = self._client.request("POST", self._path, body, headers, what)
             raise_if_transient(resp, what, self._redact)
             if resp.status != 200:
@@ -184,12 +193,16 @@ class ElasticsearchSink:
 
     def _items(self, batch: Batch, sent: Work, resp: Response, what: str) -> list[int]:
         """Account for every item of a 200 answer; return the indexes to send again."""
+        # Elasticsearch writes "errors" before "items": the common all-created answer needs no parse.
+        if b'"errors":false' in resp.data[:64]:
+            self._count(len(sent))
+            return []
         doc = resp.json()
         if not isinstance(doc, dict):
             raise TransientError(f"{what}: HTTP 200 but the body is not a bulk response: "
                                  f"{resp.excerpt(self._redact, 160)}")
         if doc.get("errors") is False:
-            self.delivered += len(sent)
+            self._count(len(sent))
             return []
         items = doc.get("items")
         if not isinstance(items, list) or len(items) != len(sent):
@@ -198,14 +211,14 @@ class ElasticsearchSink:
                                  f"items for {len(sent)} documents")
         again: list[int] = []
         rejected: dict[str, list[int]] = {}
+        stored = duplicates = 0
         for index, item in zip(sent, items, strict=True):
             result: Any = next(iter(item.values()), {}) if isinstance(item, dict) and item else {}
             status = result.get("status", 0) if isinstance(result, dict) else 0
             if status in (200, 201):
-                self.delivered += 1
+                stored += 1
             elif status == 409:
-                self.delivered += 1
-                self.duplicates += 1
+                duplicates += 1
             elif status == 429 or status >= 500:
                 again.append(index)
             else:
@@ -220,9 +233,15 @@ class ElasticsearchSink:
                     )
                 text = f"Elasticsearch rejected the document: HTTP {status} {etype}: {self._redact(str(reason))}"
                 rejected.setdefault(text[:500], []).append(index)
+        self._count(stored + duplicates, duplicates)
         for text, indexes in rejected.items():
             self._reject(batch, indexes, text)
         return again
+
+    def _count(self, delivered: int, duplicates: int = 0) -> None:
+        with self._lock:
+            self.delivered += delivered
+            self.duplicates += duplicates
 
     def _hint(self, status: int) -> str:
         if status == 401:

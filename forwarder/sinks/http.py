@@ -10,8 +10,10 @@ an excerpt of the answer. Header values may be credentials: they are sent, never
 from __future__ import annotations
 
 import logging
+import threading
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping, Sequence
+from functools import partial
 from typing import Any
 
 from forwarder.formats import FORMATS
@@ -19,8 +21,11 @@ from forwarder.sinks.base import Batch, Sink
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.http_common import (
     COMMON_KEYS,
+    PART,
+    Aborted,
     HttpClient,
     HttpSettings,
+    InFlight,
     Redactor,
     Response,
     SinkConfigError,
@@ -71,6 +76,8 @@ class HttpSink:
             del self._headers["Content-Type"]
         self._headers.update(headers)
         self.delivered = 0
+        self._lock = threading.Lock()
+        self._in_flight = InFlight(settings.max_in_flight, name)
 
     def open(self) -> None:
         self._client.open()
@@ -79,27 +86,34 @@ class HttpSink:
         self._client.reopen()
 
     def close(self) -> None:
+        self._in_flight.close()
         self._client.close()
 
     def send(self, batch: Batch) -> None:
         lines = batch.lines
         if not lines:
             return
-        todo: deque[tuple[int, int]] = deque(
-            spans([len(line) + 1 for line in lines], self.settings.batch_max_events, self.settings.batch_max_bytes)
-        )
-        while todo:
-            start, end = todo.popleft()
-            self._post(batch, start, end, todo)
+        sizes = [n + 1 for n in map(len, lines)]
+        jobs = [
+            partial(self._deliver, batch, start, end)
+            for start, end in spans(sizes, self.settings.batch_max_events, self.settings.batch_max_bytes)
+        ]
+        self._in_flight.run(jobs)
 
-    def _post(self, batch: Batch, start: int, end: int, todo: deque[tuple[int, int]]) -> None:
+    def _deliver(self, batch: Batch, start: int, end: int, abort: threading.Event) -> None:
+        todo: deque[tuple[int, int]] = deque([(start, end)])
+        while todo:
+            s, e = todo.popleft()
+            self._post(batch, s, e, todo, abort)
+
+    def _post(self, batch: Batch, start: int, end: int, todo: deque[tuple[int, int]], abort: threading.Event) -> None:
         headers = dict(self._headers)
-        lines = batch.lines
-        text = "\n".join(lines[start:end]) + "\n"
-        body = self._client.encode(text.encode(), headers)
+        body = self._client.body(_ndjson_parts(batch.lines, start, end), headers)
         what = f"{self.method} of {end - start} events from {batch.source}"
 
         def attempt() -> Response:
+            if abort.is_set():
+                raise Aborted
             resp = self._client.request(self.method, "", body, headers, what)
             raise_if_transient(resp, what, self._redact)
             return resp
@@ -110,7 +124,8 @@ class HttpSink:
             self._reject(batch, start, end, f"not delivered: {exc}")
             return
         if 200 <= resp.status < 300:
-            self.delivered += end - start
+            with self._lock:
+                self.delivered += end - start
             return
         if resp.status == 413:
             if end - start == 1:
@@ -129,6 +144,12 @@ class HttpSink:
 
     def _reject(self, batch: Batch, start: int, end: int, reason: str) -> None:
         self._dead_letter.write(self.name, reason, [(batch.events[i], batch.lines[i]) for i in range(start, end)])
+
+
+def _ndjson_parts(lines: Sequence[str], start: int, end: int) -> Iterator[str]:
+    for i in range(start, end, PART):
+        yield "\n".join(lines[i : min(i + PART, end)])
+        yield "\n"
 
 
 def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retry: RetryPolicy) -> Sink:

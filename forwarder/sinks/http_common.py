@@ -13,10 +13,13 @@ import email.utils
 import logging
 import os
 import ssl
+import threading
 import time
 import zlib
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit, urlunsplit
@@ -67,6 +70,7 @@ COMMON_KEYS = frozenset(
         "gzip_level",
         "batch_max_events",
         "batch_max_bytes",
+        "max_in_flight",
     }
 )
 
@@ -87,6 +91,7 @@ class HttpSettings:
     gzip_level: int
     batch_max_events: int
     batch_max_bytes: int
+    max_in_flight: int = 2
     query: str = ""  # generic HTTP only: kept out of every message, it may hold a credential
 
     @property
@@ -207,6 +212,7 @@ def settings_from(
         gzip_level=get_int(cfg, "gzip_level", name, 1, minimum=1, maximum=9),
         batch_max_events=get_int(cfg, "batch_max_events", name, batch_max_events),
         batch_max_bytes=get_int(cfg, "batch_max_bytes", name, batch_max_bytes, minimum=1024),
+        max_in_flight=get_int(cfg, "max_in_flight", name, 2, minimum=1, maximum=64),
         query=parts.query,
     )
 
@@ -278,6 +284,36 @@ class Response:
         return text if len(text) <= limit else text[:limit] + "..."
 
 
+PART = 256  # events per text part of a body (see HttpClient.body)
+
+
+class Framed:
+    """Each event of a batch as head + body + tail (an HEC envelope around the formatted line, a bulk
+    action line before it), kept as three lists so that no string is built per event: a body is
+    joined straight from them, PART events at a time."""
+
+    __slots__ = ("bodies", "heads", "tails")
+
+    def __init__(self, heads: Sequence[str], bodies: Sequence[str], tails: Sequence[str]):
+        self.heads = heads
+        self.bodies = bodies
+        self.tails = tails  # usually a few shared strings repeated: a list of references, not copies
+
+    def sizes(self) -> list[int]:
+        lengths = zip(map(len, self.heads), map(len, self.bodies), map(len, self.tails), strict=True)
+        return [h + b + t for h, b, t in lengths]
+
+    def parts(self, work: Sequence[int]) -> Iterator[str]:
+        heads, bodies, tails = self.heads, self.bodies, self.tails
+        if isinstance(work, range) and work.step == 1:
+            for i in range(work.start, work.stop, PART):
+                j = min(i + PART, work.stop)
+                yield "".join(chain.from_iterable(zip(heads[i:j], bodies[i:j], tails[i:j], strict=True)))
+            return
+        for i in range(0, len(work), PART):
+            yield "".join(chain.from_iterable((heads[k], bodies[k], tails[k]) for k in work[i : i + PART]))
+
+
 def spans(sizes: Sequence[int], max_events: int, max_bytes: int) -> list[tuple[int, int]]:
     """Cut [0, len(sizes)) into consecutive ranges of at most ``max_events`` items and ``max_bytes``
     (an item larger than ``max_bytes`` travels alone: the peer decides, with a 413, whether it fits)."""
@@ -297,9 +333,58 @@ def spans(sizes: Sequence[int], max_events: int, max_bytes: int) -> list[tuple[i
     return out
 
 
+class Aborted(Exception):
+    """Another request of the same send() failed for good: stop this one at its next attempt."""
+
+
+class InFlight:
+    """Runs the requests of one send() with up to ``max_in_flight`` of them under way at once.
+
+    While one request waits for its answer the next is being built and compressed (zlib lets go of
+    the GIL), which is what keeps a remote collector's round trip from capping throughput. With
+    ``max_in_flight = 1`` requests go one after another, in order.
+    """
+
+    def __init__(self, size: int, sink: str):
+        self.size = size
+        self.sink = sink
+        self._pool: ThreadPoolExecutor | None = None
+        self._lock = threading.Lock()
+
+    def run(self, jobs: Sequence[Callable[[threading.Event], None]]) -> None:
+        abort = threading.Event()
+        if self.size == 1 or len(jobs) == 1:
+            for job in jobs:
+                job(abort)
+            return
+        with self._lock:
+            if self._pool is None:
+                self._pool = ThreadPoolExecutor(self.size, thread_name_prefix=f"{self.sink}-http")
+            pool = self._pool
+        futures = [pool.submit(job, abort) for job in jobs]
+        first: BaseException | None = None
+        for future in futures:
+            try:
+                future.result()
+            except Aborted:
+                pass
+            except BaseException as exc:  # SinkFatal, Interrupted, a bug: the others stop at their next attempt
+                if first is None:
+                    first = exc
+                    abort.set()
+        if first is not None:
+            raise first
+
+    def close(self) -> None:
+        with self._lock:
+            if self._pool is not None:
+                self._pool.shutdown(wait=True, cancel_futures=True)
+                self._pool = None
+
+
 class HttpClient:
-    """One keep-alive connection pool to one endpoint. Not thread-safe beyond urllib3's own pool
-    (a sink sends from one thread; the pool holds two connections so ack polling never waits)."""
+    """One keep-alive connection pool to one endpoint, shared by the sink's in-flight requests
+    (one connection each, plus one so that HEC ack polling never waits for a slot)."""
 
     def __init__(self, settings: HttpSettings, sink: str, redact: Redactor):
         self.settings = settings
@@ -310,6 +395,7 @@ class HttpClient:
         self._where = safe_url(settings.url)
         self.requests = 0
         self.bytes_sent = 0
+        self._stats = threading.Lock()
 
     def open(self) -> None:
         s = self.settings
@@ -318,7 +404,7 @@ class HttpClient:
             if path and not os.access(path, os.R_OK):
                 raise SinkFatal(f"sink {self.sink}: {key} {path} does not exist or is not readable")
         kw: dict[str, Any] = {
-            "maxsize": 2,
+            "maxsize": s.max_in_flight + 1,
             "block": False,
             # Retries are the sink's business (backoff, Retry-After, dead-lettering); a prebuilt Retry
             # saves urllib3 converting `False` on every request.
@@ -351,11 +437,19 @@ class HttpClient:
         self.close()
         self.open()
 
-    def encode(self, body: bytes, headers: dict[str, str]) -> bytes:
+    def body(self, parts: Iterable[str], headers: dict[str, str]) -> bytes:
+        """The request body from text parts (each a few hundred events), gzipped if configured.
+
+        Encoding and compressing part by part keeps every transient buffer small: one multi-MB
+        string plus its multi-MB encoding costs more in page faults than the copying itself.
+        """
         if self.settings.gzip:
             headers["Content-Encoding"] = "gzip"
-            return zlib.compress(body, self.settings.gzip_level, wbits=31)
-        return body
+            packer = zlib.compressobj(self.settings.gzip_level, zlib.DEFLATED, 31)
+            out = [packer.compress(part.encode()) for part in parts]
+            out.append(packer.flush())
+            return b"".join(out)
+        return b"".join([part.encode() for part in parts])
 
     def request(self, method: str, path: str, body: bytes, headers: Mapping[str, str], what: str) -> Response:
         """Send once. Returns any HTTP response; raises TransientError for transport failures worth
@@ -388,8 +482,9 @@ class HttpClient:
             raise TransientError(f"{what}: {_transport_reason(exc)} ({self._where})") from None
         except OSError as exc:
             raise TransientError(f"{what}: {exc.__class__.__name__}: {exc.strerror or exc} ({self._where})") from None
-        self.requests += 1
-        self.bytes_sent += len(body)
+        with self._stats:
+            self.requests += 1
+            self.bytes_sent += len(body)
         return Response(raw.status, raw.headers, raw.data)
 
     def post_json_ok(self, path: str, body: bytes, headers: Mapping[str, str], what: str) -> Response:

@@ -26,10 +26,12 @@ from __future__ import annotations
 
 import logging
 import socket
+import threading
 import time
 import uuid
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from functools import partial
 from typing import Any
 
 import orjson
@@ -39,8 +41,11 @@ from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.http_common import (
     COMMON_KEYS,
+    Aborted,
+    Framed,
     HttpClient,
     HttpSettings,
+    InFlight,
     Redactor,
     Response,
     SinkConfigError,
@@ -130,6 +135,8 @@ class SplunkHecSink:
         self._fixed_source = None if source is None else ',"source":' + orjson.dumps(source).decode()
         self._meta = meta + "}"
         self.delivered = 0
+        self._lock = threading.Lock()
+        self._in_flight = InFlight(settings.max_in_flight, name)
 
     # -- Sink protocol -------------------------------------------------------------------------
 
@@ -140,64 +147,75 @@ class SplunkHecSink:
         self._client.reopen()
 
     def close(self) -> None:
+        self._in_flight.close()
         self._client.close()
 
     def send(self, batch: Batch) -> None:
         if not batch.lines:
             return
-        pieces = self._pieces(batch)
-        todo: deque[tuple[int, int]] = deque(
-            spans([len(p) for p in pieces], self.settings.batch_max_events, self.settings.batch_max_bytes)
-        )
+        framed = self._frame(batch)
+        jobs = [
+            partial(self._deliver, batch, framed, start, end)
+            for start, end in spans(framed.sizes(), self.settings.batch_max_events, self.settings.batch_max_bytes)
+        ]
+        self._in_flight.run(jobs)
+
+    def _deliver(self, batch: Batch, framed: Framed, start: int, end: int, abort: threading.Event) -> None:
+        """One request's worth of events, through splits, dead letters and acknowledgement."""
+        todo: deque[tuple[int, int]] = deque([(start, end)])
         awaiting: dict[int, tuple[int, int]] = {}
         while todo:
             while todo:
-                start, end = todo.popleft()
-                self._post(batch, pieces, start, end, todo, awaiting)
+                s, e = todo.popleft()
+                self._post(batch, framed, s, e, todo, awaiting, abort)
             if awaiting:
-                self._await_acks(awaiting, todo)
+                self._await_acks(awaiting, todo, abort)
 
     # -- building ------------------------------------------------------------------------------
 
-    def _pieces(self, batch: Batch) -> list[str]:
-        out: list[str] = []
-        append = out.append
-        meta = self._meta
-        fixed = self._fixed_source
-        tail = meta if fixed is None else fixed + meta
-        last_ctx = None
-        if self._json_event:
-            for event, line in zip(batch.events, batch.lines, strict=True):
-                if fixed is None and event.ctx is not last_ctx:
-                    last_ctx = event.ctx
-                    tail = ',"source":' + orjson.dumps(last_ctx.source).decode() + meta
-                append(f'{{"time":{event.timestamp_ms / 1000},"event":{line}{tail}')
-        else:
+    def _frame(self, batch: Batch) -> Framed:
+        """Envelope heads ('{"time":...,"event":') and tails (source, sourcetype, ... '}') around each line."""
+        events = batch.events
+        heads = [f'{{"time":{event.timestamp_ms / 1000},"event":' for event in events]
+        bodies: Sequence[str] = batch.lines
+        if not self._json_event:
             dumps = orjson.dumps
-            for event, line in zip(batch.events, batch.lines, strict=True):
-                if fixed is None and event.ctx is not last_ctx:
-                    last_ctx = event.ctx
-                    tail = ',"source":' + dumps(last_ctx.source).decode() + meta
-                append(f'{{"time":{event.timestamp_ms / 1000},"event":{dumps(line).decode()}{tail}')
-        return out
+            bodies = [dumps(line).decode() for line in bodies]
+        if self._fixed_source is not None:
+            return Framed(heads, bodies, [self._fixed_source + self._meta] * len(events))
+        # "source" is the blob: one tail per FlowContext, shared by its events.
+        tails: list[str] = []
+        append = tails.append
+        meta = self._meta
+        last_ctx = None
+        tail = meta
+        for event in events:
+            if event.ctx is not last_ctx:
+                last_ctx = event.ctx
+                tail = ',"source":' + orjson.dumps(last_ctx.source).decode() + meta
+            append(tail)
+        return Framed(heads, bodies, tails)
 
     # -- posting -------------------------------------------------------------------------------
 
     def _post(
         self,
         batch: Batch,
-        pieces: list[str],
+        framed: Framed,
         start: int,
         end: int,
         todo: deque[tuple[int, int]],
         awaiting: dict[int, tuple[int, int]],
+        abort: threading.Event,
     ) -> None:
         """Send pieces[start:end] once it is accepted, or put its parts back on ``todo``."""
         headers = dict(self._headers)
-        body = self._client.encode("".join(pieces[start:end]).encode(), headers)
+        body = self._client.body(framed.parts(range(start, end)), headers)
         what = f"HEC request of {end - start} events from {batch.source}"
 
         def attempt() -> Response:
+            if abort.is_set():
+                raise Aborted
             resp = self._client.request("POST", EVENT_PATH, body, headers, what)
             raise_if_transient(resp, what, self._redact)
             return resp
@@ -220,7 +238,7 @@ class SplunkHecSink:
                     )
                 awaiting[ack_id] = (start, end)
             else:
-                self.delivered += end - start
+                self._count(end - start)
             return
         if resp.status == 413:
             self._split(batch, start, end, todo, "HTTP 413: the event alone is larger than HEC accepts")
@@ -240,7 +258,7 @@ class SplunkHecSink:
                     if start + bad + 1 < end:
                         todo.insert(1, (start + bad + 1, end))
                 else:
-                    self.delivered += bad
+                    self._count(bad)
                     if start + bad + 1 < end:
                         todo.appendleft((start + bad + 1, end))
                 return
@@ -267,6 +285,10 @@ class SplunkHecSink:
             hint = "; is HEC enabled and url the HEC port (usually 8088), without a path?"
         return fatal_for_status(resp, self.name, where, self._redact, hint)
 
+    def _count(self, n: int) -> None:
+        with self._lock:
+            self.delivered += n
+
     def _split(self, batch: Batch, start: int, end: int, todo: deque[tuple[int, int]], alone: str) -> None:
         if end - start == 1:
             self._reject(batch, start, end, alone)
@@ -282,7 +304,9 @@ class SplunkHecSink:
 
     # -- indexer acknowledgement ---------------------------------------------------------------
 
-    def _await_acks(self, awaiting: dict[int, tuple[int, int]], todo: deque[tuple[int, int]]) -> None:
+    def _await_acks(
+        self, awaiting: dict[int, tuple[int, int]], todo: deque[tuple[int, int]], abort: threading.Event
+    ) -> None:
         """Poll until every ackId reads true; after ``ack_timeout`` send the unconfirmed ones again."""
         deadline = time.monotonic() + self.ack_timeout
         wait = min(0.05, self.ack_poll_interval)
@@ -296,6 +320,8 @@ class SplunkHecSink:
             what = f"HEC ack poll for {len(awaiting)} requests"
 
             def poll(body: bytes = body, what: str = what) -> Response:
+                if abort.is_set():
+                    raise Aborted
                 return self._client.post_json_ok(path, body, headers, what)
 
             try:
@@ -310,7 +336,7 @@ class SplunkHecSink:
                         if done is True:
                             span = awaiting.pop(int(key), None)
                             if span is not None:
-                                self.delivered += span[1] - span[0]
+                                self._count(span[1] - span[0])
                 else:
                     fatal = self._fatal(resp, doc.get("code") if isinstance(doc, dict) else None)
                     if fatal is not None:

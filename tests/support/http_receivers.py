@@ -194,6 +194,8 @@ class Receiver:
         self.lock = threading.Lock()
         self.seen: list[Seen] = []
         self._script: deque[Action] = deque()
+        self.count_only = False  # benchmarks: count events, keep nothing
+        self.counted = 0
         self._server: _Server | None = None
         self._thread: threading.Thread | None = None
 
@@ -319,8 +321,6 @@ class HecReceiver(Receiver):
         self.max_content_length = max_content_length
         self.poison: set[str] = set()  # event ids answered with code 6 (as for an unparseable event)
         self.events: list[dict[str, Any]] = []  # every indexed envelope, in order
-        self.count_only = False  # benchmarks: count envelopes, keep nothing
-        self.counted = 0
         self._channels: dict[str, int] = {}
         self._acks: dict[tuple[str, int], list[Any]] = {}  # (channel, ackId) -> [polls left, envelopes]
         self.ack_polls = 0
@@ -485,8 +485,6 @@ class ElasticsearchReceiver(Receiver):
         self.item_failures: dict[str, deque[int]] = {}  # id -> statuses to answer before accepting
         self.attempts: Counter[str] = Counter()  # id -> how many times it was sent
         self.forbidden_streams: set[str] = set()
-        self.count_only = False
-        self.counted = 0
         self.paths: list[str] = []
 
     def fail_item(self, doc_id: str, *statuses: int) -> None:
@@ -639,6 +637,10 @@ class NdjsonReceiver(Receiver):
                 return Reply(401, b'{"error":"unauthorized"}')
         if self.max_content_length is not None and len(body) > self.max_content_length:
             return Reply(413, b"payload too large", "text/plain")
+        if self.count_only:
+            with self.lock:
+                self.counted += body.count(b"\n")
+            return Reply(self.status, b'{"ok":true}')
         text = body.decode("utf-8")
         if not text.endswith("\n"):
             return Reply(400, b'{"error":"body must end with a newline"}')
