@@ -205,3 +205,75 @@ def test_a_fatal_answer_stops_the_other_requests_of_the_batch(
         sink.send(make_batch("ecs", events))
     assert time.monotonic() - started < 5
     assert not dead_entries(dead_letter)
+
+
+# -- the config schema fragments of the three HTTP sinks ------------------------------------------
+
+FRAGMENTS = Path(__file__).resolve().parents[1] / "schemas" / "fragments"
+SINK_MODULES = {"splunk_hec": "forwarder.sinks.splunk_hec", "elasticsearch": "forwarder.sinks.elasticsearch",
+                "http": "forwarder.sinks.http"}
+MINIMAL = {
+    "splunk_hec": {"type": "splunk_hec", "url": "https://splunk.example.net:8088", "token": "x" * 36},
+    "elasticsearch": {"type": "elasticsearch", "url": "https://es.example.net:9200", "api_key": "k" * 40},
+    "http": {"type": "http", "url": "https://collector.example.net/ingest"},
+}
+
+
+def fragment(kind: str) -> Any:
+    import jsonschema
+
+    schema = json.loads((FRAGMENTS / f"sink-{kind}.json").read_text())
+    cls = jsonschema.validators.validator_for(schema)
+    cls.check_schema(schema)
+    return schema, cls(schema)
+
+
+@pytest.mark.parametrize("kind", sorted(SINK_MODULES))
+def test_fragment_lists_exactly_the_keys_the_sink_takes_with_its_defaults(kind: str, dead_letter: DeadLetter) -> None:
+    import importlib
+
+    module = importlib.import_module(SINK_MODULES[kind])
+    schema, check = fragment(kind)
+    assert set(schema["properties"]) == set(module.KEYS)
+    assert not list(check.iter_errors(MINIMAL[kind]))
+    sink = module.from_config(MINIMAL[kind], kind, dead_letter, RetryPolicy())
+    props = schema["properties"]
+    for key in ("timeout", "tls_verify", "gzip", "gzip_level", "batch_max_events", "batch_max_bytes", "max_in_flight"):
+        assert getattr(sink.settings, key) == props[key]["default"], key
+    assert sink.format == props["format"]["default"]
+
+
+@pytest.mark.parametrize(
+    ("kind", "table"),
+    [
+        ("splunk_hec", {"type": "splunk_hec", "url": "https://s:8088", "token": "t", "tokn": "x"}),
+        ("splunk_hec", {"type": "splunk_hec", "url": "https://s:8088"}),
+        ("splunk_hec", {"type": "splunk_hec", "url": "https://s:8088", "token": "t", "token_file": "/f"}),
+        ("splunk_hec", {"type": "splunk_hec", "url": "https://s:8088", "token": "t", "channel": "nope"}),
+        ("splunk_hec", {"type": "splunk_hec", "url": "https://u:p@s:8088", "token": "t"}),
+        ("elasticsearch", {"type": "elasticsearch", "url": "https://es:9200", "format": "cef"}),
+        ("elasticsearch", {"type": "elasticsearch", "url": "https://es:9200", "api_key": "k", "username": "u",
+                           "password": "p"}),
+        ("elasticsearch", {"type": "elasticsearch", "url": "https://es:9200", "username": "u"}),
+        ("elasticsearch", {"type": "elasticsearch", "url": "https://es:9200", "data_stream": "Logs-X"}),
+        ("http", {"type": "http", "url": "https://c/in", "headers": {"Content-Length": "1"}}),
+        ("http", {"type": "http", "url": "https://c/in", "method": "GET"}),
+        ("http", {"type": "http", "url": "https://c/in", "batch_max_events": 0}),
+    ],
+)
+def test_fragment_rejects_what_the_sink_rejects(kind: str, table: dict[str, Any], dead_letter: DeadLetter) -> None:
+    import importlib
+
+    _, check = fragment(kind)
+    assert list(check.iter_errors(table)), "the schema lets it through"
+    with pytest.raises(SinkConfigError):
+        importlib.import_module(SINK_MODULES[kind]).from_config(table, kind, dead_letter, RetryPolicy())
+
+
+def test_the_design_examples_validate() -> None:
+    _, hec = fragment("splunk_hec")
+    _, es = fragment("elasticsearch")
+    assert not list(hec.iter_errors({"type": "splunk_hec", "url": "https://splunk.example.net:8088",
+                                     "token": "${HEC_TOKEN}", "sourcetype": "azure:nsg:flow"}))
+    assert not list(es.iter_errors({"type": "elasticsearch", "url": "https://es.example.net:9200",
+                                    "api_key": "${ES_API_KEY}", "data_stream": "logs-azure.nsg_flow-default"}))
