@@ -39,9 +39,13 @@ def ip_version(addr: str) -> int:
     return v
 
 
-def event_id_prefix(source: str, record_offset: int) -> str:
-    """Stable per record: the same bytes read again give the same ids, so replays can be de-duplicated."""
-    return hashlib.blake2b(f"{source}\0{record_offset}".encode(), digest_size=12).hexdigest()
+def event_id_prefix(source: str, record_offset: int, record_time: str) -> str:
+    """Stable per record: the same bytes read again give the same ids, so replays can be de-duplicated.
+
+    The record's own time is mixed in so that a blob rewritten with other records at the same offsets
+    gets other ids: otherwise Elasticsearch would drop the new flows as duplicates of the old ones.
+    """
+    return hashlib.blake2b(f"{source}\0{record_offset}\0{record_time}".encode(), digest_size=12).hexdigest()
 
 
 def format_mac(raw: str) -> str:
@@ -112,7 +116,7 @@ class Normaliser:
         else:
             name = rid.get("flowlogs", "")
             group = parse_resource_id(target).get("resourcegroups") or rid.get("resourcegroups", "")
-        prefix = event_id_prefix(self.source, record.offset)
+        prefix = event_id_prefix(self.source, record.offset, str(body.get("time", "")))
         common = {
             "kind": kind,
             "version": version,

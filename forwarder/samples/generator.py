@@ -125,7 +125,9 @@ def _record(rng: random.Random, spec: BlobSpec, minute: int, active: list[_Flow]
     denied flows appear once. Real logs look like this, and it is what makes per-flow caches pay off."""
     start = spec.hour + timedelta(minutes=minute)
     ts = int(start.timestamp())
-    time_str = (start + timedelta(seconds=35)).strftime("%Y-%m-%dT%H:%M:%S.%f") + "0Z"
+    # Azure stamps each record with the time it was flushed, to 100 ns; a rewrite has other times.
+    flushed = start + timedelta(seconds=35, microseconds=rng.randrange(1_000_000))
+    time_str = flushed.strftime("%Y-%m-%dT%H:%M:%S.%f") + f"{rng.randrange(10)}Z"
     rules = _RULES_NSG if spec.kind == "nsg" else _RULES_VNET
     groups: dict[str, list[str]] = {r: [] for r in rules}
     for _ in range(spec.tuples_per_minute):
