@@ -12,7 +12,7 @@ import sys
 from collections.abc import Sequence
 
 from forwarder import __version__
-from forwarder.cli import backfill_cmd, checkpoints_cmd, convert_cmd, run_cmd, sample_cmd
+from forwarder.cli import backfill_cmd, checkpoints_cmd, convert_cmd, run_cmd, sample_cmd, verify_cmd
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
 
@@ -31,6 +31,7 @@ def build_parser() -> argparse.ArgumentParser:
     backfill_cmd.register(sub)
     checkpoints_cmd.register(sub)
     sample_cmd.register(sub)
+    verify_cmd.register(sub)
     return parser
 
 
