@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from contextlib import suppress
-from typing import Any
+from typing import Any, cast
 
 import orjson
 
@@ -145,15 +145,14 @@ def reference_document(event: FlowEvent) -> dict[str, Any]:
     return doc
 
 
-def _iso_second(sec: int) -> str:
-    """'YYYY-MM-DDTHH:MM:SS.' for epoch seconds, for any integer (proleptic Gregorian, no OverflowError).
+def _iso_minute(minute: int) -> str:
+    """'YYYY-MM-DDTHH:MM:' for a minute since the epoch, for any integer (proleptic Gregorian).
 
     Howard Hinnant's days-to-civil algorithm: unlike datetime it cannot raise on a corrupt
     timestamp, and the formatter must never stop the pipeline over one bad tuple.
     """
-    days, rem = divmod(sec, 86400)
-    hour, rem = divmod(rem, 3600)
-    minute, second = divmod(rem, 60)
+    days, rem = divmod(minute, 1440)
+    hour, minute_of_hour = divmod(rem, 60)
     z = days + 719468
     era = z // 146097
     doe = z - era * 146097
@@ -163,30 +162,40 @@ def _iso_second(sec: int) -> str:
     day = doy - (153 * mp + 2) // 5 + 1
     month = mp + 3 if mp < 10 else mp - 9
     year = yoe + era * 400 + (month <= 2)
-    return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute:02d}:{second:02d}."
+    return f"{year:04d}-{month:02d}-{day:02d}T{hour:02d}:{minute_of_hour:02d}:"
 
 
 _MILLIS = [f"{n:03d}Z" for n in range(1000)]
-_seconds: dict[int, str] = {}
+_SECONDS = [f"{n:02d}." for n in range(60)]
 _CACHE_MAX = 100_000
+# Timestamps repeat (every tuple of a busy minute shares its minute and often its second), so
+# seconds are cached, and a missed second costs a lookup of its minute, not a calendar computation.
+_seconds: dict[int, str] = {}
+_minutes: dict[int, str] = {}
+# The same heads keyed by the millisecond timestamp of the whole second: NSG tuples have whole
+# seconds, so one lookup without arithmetic finds them.
+_whole_seconds: dict[int, str] = {}
 
 
 def _second_head(sec: int) -> str:
+    """'YYYY-MM-DDTHH:MM:SS.' for epoch seconds, cached."""
+    minute = sec // 60
+    head = _minutes.get(minute)
+    if head is None:
+        if len(_minutes) >= _CACHE_MAX:
+            _minutes.clear()
+        head = _minutes[minute] = _iso_minute(minute)
     if len(_seconds) >= _CACHE_MAX:
         _seconds.clear()
-    head = _seconds[sec] = _iso_second(sec)
-    return head
+        _whole_seconds.clear()
+    text = _seconds[sec] = _whole_seconds[sec * 1000] = head + _SECONDS[sec - minute * 60]
+    return text
 
 
 def iso_timestamp(ms: int) -> str:
     """ISO 8601 UTC with milliseconds: 2026-11-25T10:00:35.123Z."""
     sec, milli = divmod(ms, 1000)
-    head = _seconds.get(sec)
-    if head is None:
-        if len(_seconds) >= _CACHE_MAX:
-            _seconds.clear()
-        head = _seconds[sec] = _iso_second(sec)
-    return head + _MILLIS[milli]
+    return (_seconds.get(sec) or _second_head(sec)) + _MILLIS[milli]
 
 
 def _json(value: Any) -> str:
@@ -205,14 +214,17 @@ _NETWORK = [
     for ip_type in ("ipv4", "ipv6")
 ]
 _STATES = {"": "", **{s: f',"state":"{s}"' for s in "BCED"}}
-_port_parts: list[str] = []
+_numbers: list[str] = []
 
 
-def _ports() -> list[str]:
-    """',"port":N' for every port: two list lookups per tuple instead of formatting two ints."""
-    if not _port_parts:
-        _port_parts.extend([f',"port":{n}' for n in range(65536)])
-    return _port_parts
+def _number_table() -> list[str]:
+    """str(n) for 0 <= n < 65536: a list lookup costs a fraction of formatting an int, per port and counter."""
+    if not _numbers:
+        _numbers.extend([str(n) for n in range(_NUMBERS)])
+    return _numbers
+
+
+_NUMBERS = 65536
 
 
 class _Prepared:
@@ -267,9 +279,8 @@ class EcsFormatter:
         self._last_ctx: FlowContext | None = None
         self._last: _Prepared | None = None
         self._prepared: dict[tuple[object, ...], _Prepared] = {}
-        self._encryptions: dict[str, str] = {"": ""}
-        self._timestamps: dict[int, str] = {}
-        self._ports = _ports()
+        self._flowlog_ends: dict[str, dict[str, str]] = {}
+        self._numbers = _number_table()
 
     def _prepare(self, ctx: FlowContext) -> _Prepared:
         key = _content_key(ctx)
@@ -282,18 +293,13 @@ class EcsFormatter:
         self._last = prepared
         return prepared
 
-    def _timestamp(self, ms: int) -> str:
-        if len(self._timestamps) >= _CACHE_MAX:
-            self._timestamps.clear()
-        text = self._timestamps[ms] = iso_timestamp(ms)
-        return text
-
-    def _encryption(self, value: str) -> str:
-        if len(self._encryptions) >= 1000:
-            self._encryptions.clear()
-            self._encryptions[""] = ""
-        text = self._encryptions[value] = ',"encryption":' + _json(value)
-        return text
+    def _flowlog_end(self, encryption: str) -> dict[str, str]:
+        """azure.flowlog.state and .encryption, by state, for one encryption value."""
+        if len(self._flowlog_ends) >= 1000:
+            self._flowlog_ends.clear()
+        enc = ',"encryption":' + _json(encryption) if encryption else ""
+        ends = self._flowlog_ends[encryption] = {state: text + enc for state, text in _STATES.items()}
+        return ends
 
     def format(self, event: FlowEvent) -> str:
         return self.format_many((event,))[0]
@@ -302,17 +308,22 @@ class EcsFormatter:
         out: list[str] = []
         append = out.append
         last_ctx = self._last_ctx
-        prep = self._last
+        prep = cast(_Prepared, self._last)  # None only while last_ctx is None, which no event matches
         seconds = _seconds
         millis = _MILLIS
-        encryptions = self._encryptions
-        ports = self._ports
+        flowlog_ends = self._flowlog_ends
+        whole_seconds = _whole_seconds
+        n = self._numbers
         net4, net6 = _NETWORK
-        states = _STATES
         cid = community_id
+        # Counters are int | None; the fast path lets a None fail with TypeError instead of testing all four.
+        p1: Any
+        b1: Any
+        p2: Any
+        b2: Any
         for e in events:
             ctx, eid, ms, src, dst, sp, dp, proto, inbound, allowed, state, enc, p1, b1, p2, b2 = e
-            if ctx is not last_ctx or prep is None:
+            if ctx is not last_ctx:
                 prep = self._prepare(ctx)
                 last_ctx = ctx
             head = (prep.allowed if allowed else prep.denied).get(state)
@@ -321,43 +332,68 @@ class EcsFormatter:
                 # holds it once), or a scoped IPv6 address whose zone may need JSON escaping.
                 append(_json(reference_document(e)))
                 continue
-            if proto == 1 or proto == 58:
-                s_port = d_port = ""
-                icmp = f',"icmp_type":{sp},"icmp_code":{dp}'
+            ts = whole_seconds.get(ms)
+            if ts is None:
+                sec = ms // 1000
+                ts = seconds.get(sec) or _second_head(sec)
+                ms_part = millis[ms - sec * 1000]
             else:
-                s_port = ports[sp]
-                d_port = ports[dp]
-                icmp = ""
-            sec = ms // 1000
-            ts = seconds.get(sec) or _second_head(sec)
-            enc_part = encryptions.get(enc)
-            if enc_part is None:
-                enc_part = self._encryption(enc)
+                ms_part = "000Z"
+            ends = flowlog_ends.get(enc) or self._flowlog_end(enc)
             if inbound:
                 src_end = prep.src_in
                 dst_end = prep.dst_in
             else:
                 src_end = prep.src_out
                 dst_end = prep.dst_out
-            if p1 is not None and b1 is not None and p2 is not None and b2 is not None:
-                append(
-                    f'{{"@timestamp":"{ts}{millis[ms - sec * 1000]}","event":{{{head}{eid}"}},'
-                    f'"source":{{"ip":"{src}"{s_port},"bytes":{b1},"packets":{p1}{src_end}'
-                    f'{dst}"{d_port},"bytes":{b2},"packets":{p2}{dst_end}'
-                    f'{(net6 if ":" in src else net4)[proto]},"community_id":"{cid(src, dst, sp, dp, proto)}",'
-                    f'"bytes":{b1 + b2},"packets":{p1 + p2}}},"related":{{"ip":["{src}","{dst}"]}}'
-                    f"{prep.tail}{states[state]}{enc_part}{icmp}}}}}}}"
-                )
-            elif p1 is None and b1 is None and p2 is None and b2 is None:
-                append(
-                    f'{{"@timestamp":"{ts}{millis[ms - sec * 1000]}","event":{{{head}{eid}"}},'
-                    f'"source":{{"ip":"{src}"{s_port}{src_end}{dst}"{d_port}{dst_end}'
-                    f'{(net6 if ":" in src else net4)[proto]},"community_id":"{cid(src, dst, sp, dp, proto)}"}},'
-                    f'"related":{{"ip":["{src}","{dst}"]}}{prep.tail}{states[state]}{enc_part}{icmp}}}}}}}'
-                )
-            else:
-                # Some counters present and some not: Azure does not write that, so no fast path.
-                append(_json(reference_document(e)))
+            # Four spellings of one document (ports or ICMP type/code, counters or none), checked
+            # byte for byte against reference_document by the tests.
+            try:
+                if b1 is not None:
+                    # A None among the other counters fails the comparison with TypeError.
+                    if proto != 1 and proto != 58:
+                        line = (
+                            f'{{"@timestamp":"{ts}{ms_part}","event":{{{head}{eid}"}},'
+                            f'"source":{{"ip":"{src}","port":{n[sp]},'
+                            f'"bytes":{n[b1] if b1 < 65536 else b1},"packets":{n[p1] if p1 < 65536 else p1}{src_end}'
+                            f'{dst}","port":{n[dp]},'
+                            f'"bytes":{n[b2] if b2 < 65536 else b2},"packets":{n[p2] if p2 < 65536 else p2}{dst_end}'
+                            f'{(net6 if ":" in src else net4)[proto]},"community_id":"{cid(src, dst, sp, dp, proto)}",'
+                            f'"bytes":{b1 + b2},"packets":{p1 + p2}}},"related":{{"ip":["{src}","{dst}"]}}'
+                            f"{prep.tail}{ends[state]}}}}}}}"
+                        )
+                    else:
+                        line = (
+                            f'{{"@timestamp":"{ts}{ms_part}","event":{{{head}{eid}"}},'
+                            f'"source":{{"ip":"{src}","bytes":{n[b1] if b1 < 65536 else b1},'
+                            f'"packets":{n[p1] if p1 < 65536 else p1}{src_end}{dst}",'
+                            f'"bytes":{n[b2] if b2 < 65536 else b2},"packets":{n[p2] if p2 < 65536 else p2}{dst_end}'
+                            f'{(net6 if ":" in src else net4)[proto]},"community_id":"{cid(src, dst, sp, dp, proto)}",'
+                            f'"bytes":{b1 + b2},"packets":{p1 + p2}}},"related":{{"ip":["{src}","{dst}"]}}'
+                            f'{prep.tail}{ends[state]},"icmp_type":{n[sp]},"icmp_code":{n[dp]}}}}}}}'
+                        )
+                elif p1 is not None or p2 is not None or b2 is not None:
+                    raise TypeError("counters for one direction only")
+                elif proto != 1 and proto != 58:
+                    line = (
+                        f'{{"@timestamp":"{ts}{ms_part}","event":{{{head}{eid}"}},'
+                        f'"source":{{"ip":"{src}","port":{n[sp]}{src_end}{dst}","port":{n[dp]}{dst_end}'
+                        f'{(net6 if ":" in src else net4)[proto]},"community_id":"{cid(src, dst, sp, dp, proto)}"}},'
+                        f'"related":{{"ip":["{src}","{dst}"]}}{prep.tail}{ends[state]}}}}}}}'
+                    )
+                else:
+                    line = (
+                        f'{{"@timestamp":"{ts}{ms_part}","event":{{{head}{eid}"}},'
+                        f'"source":{{"ip":"{src}"{src_end}{dst}"{dst_end}'
+                        f'{(net6 if ":" in src else net4)[proto]},"community_id":"{cid(src, dst, sp, dp, proto)}"}},'
+                        f'"related":{{"ip":["{src}","{dst}"]}}{prep.tail}{ends[state]}'
+                        f',"icmp_type":{n[sp]},"icmp_code":{n[dp]}}}}}}}'
+                    )
+            except (TypeError, IndexError):
+                # Some counters present and some not (Azure does not write that), or a port outside
+                # 0-65535 (the normaliser lets none through): the reference path copes with both.
+                line = _json(reference_document(e))
+            append(line)
         self._last_ctx = last_ctx
         self._last = prep
         return out
