@@ -145,7 +145,11 @@ def _level(value: Any, names: Mapping[str, int], top: int, key: str, where: str)
 
 def default_hostname(rfc: str) -> str:
     """The machine's FQDN for RFC 5424; RFC 3164 wants the name without the domain."""
-    fqdn = socket.getfqdn() or socket.gethostname() or "-"
+    host = socket.gethostname()
+    fqdn = socket.getfqdn(host)
+    # Many containers and VMs resolve their own name to "localhost": useless to a SIEM, keep the host name.
+    if not fqdn or fqdn.split(".", 1)[0] in ("localhost", "ip6-localhost") or "." not in fqdn:
+        fqdn = host or "-"
     name = fqdn if rfc == "5424" else fqdn.split(".", 1)[0]
     return name if printable_ascii(name) else "-"
 
@@ -295,7 +299,7 @@ class _Stream:
         self.delivered = False  # a batch was acknowledged on this connection
 
     def peer_state(self) -> str:
-        """ "open", "closed" (the receiver closed cleanly: it read everything) or "reset"."""
+        """Whether the receiver is still there: open, closed (it ended its side) or reset."""
         try:
             readable = select.select([self.sock], [], [], 0)[0]
         except (OSError, ValueError):
@@ -348,7 +352,7 @@ class _Stream:
                 )
             if select.select([fd], [], [], delay)[0] and self.peer_state() != "open":
                 raise ConnectionResetError(f"the receiver closed the connection with {left} bytes unacknowledged")
-            delay = min(delay * 2, 0.05)
+            delay = min(delay * 2, 0.01)
         # An empty queue can also mean a reset purged it: make sure the connection is still up.
         err = self.sock.getsockopt(socket.SOL_SOCKET, socket.SO_ERROR)
         if err:
