@@ -241,15 +241,15 @@ def test_structured_data_carries_the_event_id(rsyslog: Rsyslog, tmp_path: Path) 
 # --- TLS ----------------------------------------------------------------------------------------
 
 
-@pytest.mark.parametrize("listener", ["tls", "mtls"])
-def test_tls_delivers_every_event(rsyslog: Rsyslog, tmp_path: Path, listener: str) -> None:
+@pytest.mark.parametrize(("listener", "fmt"), [("tls", "ecs"), ("mtls", "ocsf")])
+def test_tls_delivers_every_event(rsyslog: Rsyslog, tmp_path: Path, listener: str, fmt: str) -> None:
     events = make_events()
-    sink, dead_letter = make_sink(rsyslog, listener, tmp_path, format="ecs", hostname="fw01.example.net")
+    sink, dead_letter = make_sink(rsyslog, listener, tmp_path, format=fmt, hostname="fw01.example.net")
     sink.open()
     for start in range(0, len(events), 40):
-        sink.send(make_batch(events[start : start + 40], "ecs"))
+        sink.send(make_batch(events[start : start + 40], fmt))
     sink.close()
-    check_messages("ecs", events, rsyslog.wait_for(listener, len(events)), hostname="fw01.example.net")
+    check_messages(fmt, events, rsyslog.wait_for(listener, len(events)), hostname="fw01.example.net")
     assert dead_lettered(dead_letter) == []
 
 
