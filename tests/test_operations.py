@@ -1,0 +1,143 @@
+"""What an operator meets: sd_notify under systemd, the metrics and health endpoints, signals."""
+
+from __future__ import annotations
+
+import os
+import signal
+import socket
+import time
+import urllib.request
+from pathlib import Path
+
+from forwarder.samples.generator import BlobSpec, write_blob
+from tests.support.events import validate_lines
+from tests.support.process import kill9, start_forwarder
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def directory_config(tmp: Path, extra: str = "", poll: float = 0.2) -> Path:
+    path = tmp / "forwarder.toml"
+    path.write_text(
+        f"""
+[source]
+type = "directory"
+path = "{tmp / "logs"}"
+poll_interval = {poll}
+
+[checkpoint]
+path = "{tmp / "state" / "checkpoints.json"}"
+
+[[sink]]
+type = "file"
+format = "ecs"
+path = "{tmp / "out" / "flows.ndjson"}"
+{extra}
+"""
+    )
+    return path
+
+
+def test_sd_notify_ready_status_watchdog_and_stopping(tmp_path: Path) -> None:
+    write_blob(tmp_path / "logs", BlobSpec(minutes=3, tuples_per_minute=5))
+    sock_path = tmp_path / "notify.sock"
+    listener = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+    listener.bind(str(sock_path))
+    listener.settimeout(20)
+    env = {"NOTIFY_SOCKET": str(sock_path), "WATCHDOG_USEC": "400000"}
+    proc = start_forwarder(directory_config(tmp_path), env=env)
+    messages: list[str] = []
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and sum("WATCHDOG=1" in m for m in messages) < 3:
+            messages.append(listener.recv(4096).decode())
+        ready = next(i for i, m in enumerate(messages) if "READY=1" in m)
+        # READY only once the sinks were opened and the source answered: the output exists by then or soon.
+        assert (tmp_path / "out").exists()
+        assert any(m.startswith("STATUS=Forwarding") or "\nSTATUS=Forwarding" in m for m in messages[ready:])
+        assert sum("WATCHDOG=1" in m for m in messages) >= 3
+        proc.send_signal(signal.SIGTERM)
+        while True:
+            m = listener.recv(4096).decode()
+            if "STOPPING=1" in m:
+                break
+        assert proc.wait(timeout=15) == 0
+    finally:
+        if proc.poll() is None:
+            kill9(proc)
+        listener.close()
+
+
+def scrape(port: int, path: str) -> tuple[int, str]:
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}{path}", timeout=5) as r:
+            return r.status, r.read().decode()
+    except urllib.error.HTTPError as e:
+        return e.code, e.read().decode()
+
+
+def metric(text: str, name: str) -> float:
+    for line in text.splitlines():
+        if line.startswith(name + " ") or line.startswith(name + "{"):
+            return float(line.rsplit(" ", 1)[1])
+    raise AssertionError(f"{name} not in metrics")
+
+
+def test_metrics_agree_with_what_the_sink_received_and_health_endpoints_answer(tmp_path: Path) -> None:
+    write_blob(tmp_path / "logs", BlobSpec(minutes=4, tuples_per_minute=7))
+    port = free_port()
+    proc = start_forwarder(directory_config(tmp_path, f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n'))
+    try:
+        out = tmp_path / "out" / "flows.ndjson"
+        deadline = time.monotonic() + 20
+        text = ""
+        while time.monotonic() < deadline:
+            time.sleep(0.2)
+            try:
+                status, text = scrape(port, "/metrics")
+            except OSError:
+                continue
+            if status == 200 and 'nsg_forwarder_events_delivered_total{sink="file[0]"} 28.0' in text:
+                break
+        lines = out.read_text().splitlines()
+        validate_lines("ecs", lines)
+        assert metric(text, 'nsg_forwarder_events_delivered_total{sink="file[0]"}') == len(lines) == 28
+        assert metric(text, "nsg_forwarder_tuples_read_total") == 28
+        assert metric(text, "nsg_forwarder_bytes_downloaded_total") > 0
+        assert metric(text, 'nsg_forwarder_sink_up{sink="file[0]"}') == 1
+        assert metric(text, "nsg_forwarder_lag_seconds") > 0
+        assert scrape(port, "/healthz")[0] == 200
+        assert scrape(port, "/readyz") == (200, "ok\n")
+        assert scrape(port, "/nope")[0] == 404
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
+
+
+def test_sighup_reopens_the_output_file_for_logrotate(tmp_path: Path) -> None:
+    writer_spec = BlobSpec(minutes=2, tuples_per_minute=3)
+    write_blob(tmp_path / "logs", writer_spec)
+    config = directory_config(tmp_path, poll=0.1)
+    text = config.read_text().replace('format = "ecs"\n', 'format = "ecs"\nrotate_bytes = 0\n')
+    config.write_text(text)
+    proc = start_forwarder(config)
+    try:
+        out = tmp_path / "out" / "flows.ndjson"
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (out.exists() and len(out.read_text().splitlines()) == 6):
+            time.sleep(0.1)
+        os.rename(out, tmp_path / "out" / "flows.ndjson.1")
+        proc.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+        write_blob(tmp_path / "logs", BlobSpec(minutes=2, tuples_per_minute=3, mac="000D3A0000FF"))
+        while time.monotonic() < deadline and not (out.exists() and len(out.read_text().splitlines()) == 6):
+            time.sleep(0.1)
+        assert len(out.read_text().splitlines()) == 6
+        assert len((tmp_path / "out" / "flows.ndjson.1").read_text().splitlines()) == 6
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        assert proc.wait(timeout=15) == 0
