@@ -19,7 +19,7 @@ from forwarder.sinks.retry import Interrupted, RetryPolicy
 from forwarder.sinks.splunk_hec import from_config
 from tests.support.events import validate_lines
 from tests.support.http_events import make_batch, sample_events
-from tests.support.http_receivers import Action, HecReceiver, event_id_of, make_self_signed
+from tests.support.http_receivers import Action, HecReceiver, TlsFiles, event_id_of, make_self_signed
 
 TOKEN = "5f3c2a10-9b7e-4d1e-8a55-0c1d2e3f4a5b"
 
@@ -313,3 +313,19 @@ def test_token_file_is_read(tmp_path: Path, hec: HecReceiver, dead_letter: DeadL
     sink = from_config({"url": hec.url, "token_file": str(path)}, "splunk_hec[0]", dead_letter, fast_retry())
     sink.send(make_batch("ecs", events[:3]))
     assert len(hec.events) == 3
+
+
+def test_a_client_certificate_is_presented_when_configured(
+    tmp_path: Path, dead_letter: DeadLetter, events: list[Any]
+) -> None:
+    server = make_self_signed(tmp_path / "server")
+    client = make_self_signed(tmp_path / "client", name="nsg-forwarder")
+    tls = TlsFiles(server.cert, server.key, client_ca=client.cert)
+    with HecReceiver(TOKEN, tls=tls) as hec:
+        without = make_sink(hec, dead_letter, tls_ca_file=str(server.cert))
+        with pytest.raises(SinkFatal, match="certificate"):
+            without.send(make_batch("ecs", events[:5]))
+        with_cert = make_sink(hec, dead_letter, tls_ca_file=str(server.cert), tls_cert_file=str(client.cert),
+                              tls_key_file=str(client.key))
+        with_cert.send(make_batch("ecs", events[:5]))
+        assert sorted(indexed_ids(hec)) == sorted(e.event_id for e in events[:5])

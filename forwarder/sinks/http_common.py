@@ -12,6 +12,7 @@ from __future__ import annotations
 import email.utils
 import logging
 import os
+import re
 import ssl
 import threading
 import time
@@ -473,7 +474,9 @@ class HttpClient:
             text = str(exc)
             lowered = text.lower()
             if any(marker in lowered for marker in _TLS_FATAL_MARKERS):
-                hint = "" if self.settings.tls_ca_file else " (set tls_ca_file to the CA that signed its certificate)"
+                hint = ""
+                if "verify failed" in lowered and not self.settings.tls_ca_file:
+                    hint = " (set tls_ca_file to the CA that signed the server's certificate)"
                 raise SinkFatal(
                     f"sink {self.sink}: TLS handshake with {self._where} failed: {self.redact(_tls_reason(text))}{hint}"
                 ) from None
@@ -519,14 +522,21 @@ def fatal_for_status(resp: Response, sink: str, where: str, redact: Redactor, hi
     return SinkFatal(f"sink {sink}: {where}: {reason}{hint}" + (f"; response: {body}" if body else ""))
 
 
+_SSL_NOISE = re.compile(r"\[SSL: [A-Z0-9_]+\] |\s*\(_ssl\.c:\d+\)")
+
+
 def _tls_reason(text: str) -> str:
-    # urllib3 wraps ssl's message in pool and URL details; keep the part a person acts on.
-    for marker in ("certificate verify failed", "CERTIFICATE_VERIFY_FAILED"):
-        at = text.find(marker)
-        if at >= 0:
-            end = text.find(")", at)
-            return text[at : end if end > 0 else None].strip(" '\"")
-    return text
+    """ssl's own words without urllib3's wrapping, plus what to do about the usual cases."""
+    at = max(text.find("certificate verify failed"), text.find("alert "), text.find("hostname mismatch"))
+    reason = _SSL_NOISE.sub("", text[at:] if at >= 0 else text).strip(" '\")")
+    lowered = reason.lower()
+    if "certificate verify failed" in lowered:
+        return reason  # the caller adds the tls_ca_file hint
+    if "certificate required" in lowered:
+        return reason + " (the server wants a client certificate: set tls_cert_file and tls_key_file)"
+    if "unknown ca" in lowered or "bad certificate" in lowered:
+        return reason + " (the server does not accept the client certificate in tls_cert_file)"
+    return reason
 
 
 def _transport_reason(exc: urllib3.exceptions.HTTPError) -> str:

@@ -73,6 +73,7 @@ def reply(status: int, doc: Any, *headers: tuple[str, str]) -> Reply:
 class TlsFiles:
     cert: Path
     key: Path
+    client_ca: Path | None = None  # when set, clients must present a certificate signed by it
 
 
 def make_self_signed(directory: Path, name: str = "localhost") -> TlsFiles:
@@ -116,6 +117,18 @@ class _Handler(BaseHTTPRequestHandler):
     server: _Server
 
     def setup(self) -> None:
+        if isinstance(self.request, ssl.SSLSocket):
+            try:
+                self.request.do_handshake()
+            except (ssl.SSLError, OSError):
+                # Close gracefully, as nginx's lingering close does: the client then reads the alert
+                # (e.g. "certificate required") instead of a reset that would hide it.
+                with contextlib.suppress(OSError):
+                    self.request.shutdown(socket.SHUT_WR)
+                    self.request.settimeout(1.0)
+                    while self.request.recv(65536):
+                        pass
+                raise
         super().setup()
         # Headers and body go out in two writes; without this, Nagle holds the body back for the
         # client's delayed ACK (40 ms per keep-alive request).
@@ -180,7 +193,14 @@ class _Server(ThreadingHTTPServer):
         if tls is not None:
             ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
             ctx.load_cert_chain(str(tls.cert), str(tls.key))
-            self.socket = ctx.wrap_socket(self.socket, server_side=True)
+            if tls.client_ca is not None:
+                ctx.verify_mode = ssl.CERT_REQUIRED
+                ctx.load_verify_locations(str(tls.client_ca))
+            # The handshake runs in the handler thread (see _Handler.setup), not in accept().
+            self.socket = ctx.wrap_socket(self.socket, server_side=True, do_handshake_on_connect=False)
+
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        pass  # failed handshakes and dropped clients are what some tests are about
 
 
 class Receiver:
