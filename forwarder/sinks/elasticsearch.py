@@ -147,16 +147,19 @@ class ElasticsearchSink:
     def _post(self, batch: Batch, framed: Framed, work: Work, todo: deque[Work], abort: threading.Event) -> None:
         pending: Work = work
         what = f"bulk request of {len(work)} events from {batch.source}"
+        built: tuple[Work, bytes, dict[str, str]] | None = None  # kept while an outage repeats the same body
 
         def attempt() -> Response:
-            nonlocal pending
+            nonlocal pending, built
             if abort.is_set():
                 raise Aborted
-            headers = dict(self._headers)
-            body = self._client.body(framed.parts(pending), headers)
+            if built is None or built[0] is not pending:
+                headers = dict(self._headers)
+                built = (pending, self._client.body(framed.parts(pending), headers), headers)
+            _, body, headers = built
             resp = self._client.request("POST", self._path, body, headers, what)
             raise_if_transient(resp, what, self._redact)
-            if resp.status != 200:
+            if not 200 <= resp.status < 300:
                 return resp
             pending = self._items(batch, pending, resp, what)
             if pending:
@@ -169,7 +172,7 @@ class ElasticsearchSink:
         except RetriesExhausted as exc:
             self._reject(batch, pending, f"not delivered to Elasticsearch: {exc}")
             return
-        if resp.status == 200:
+        if 200 <= resp.status < 300:
             return
         where = f"Elasticsearch at {self._where}"
         if resp.status == 413:
@@ -192,14 +195,14 @@ class ElasticsearchSink:
                      f"{resp.excerpt(self._redact)}".rstrip())
 
     def _items(self, batch: Batch, sent: Work, resp: Response, what: str) -> list[int]:
-        """Account for every item of a 200 answer; return the indexes to send again."""
+        """Account for every item of a 2xx answer; return the indexes to send again."""
         # Elasticsearch writes "errors" before "items": the common all-created answer needs no parse.
         if b'"errors":false' in resp.data[:64]:
             self._count(len(sent))
             return []
         doc = resp.json()
         if not isinstance(doc, dict):
-            raise TransientError(f"{what}: HTTP 200 but the body is not a bulk response: "
+            raise TransientError(f"{what}: HTTP {resp.status} but the body is not a bulk response: "
                                  f"{resp.excerpt(self._redact, 160)}")
         if doc.get("errors") is False:
             self._count(len(sent))

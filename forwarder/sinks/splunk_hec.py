@@ -208,7 +208,8 @@ class SplunkHecSink:
         awaiting: dict[int, tuple[int, int]],
         abort: threading.Event,
     ) -> None:
-        """Send pieces[start:end] once it is accepted, or put its parts back on ``todo``."""
+        """Send events [start, end) in one request; what HEC hands back (halves, the rest after a bad
+        event) goes back on ``todo``, what it accepted is counted or awaits its ack."""
         headers = dict(self._headers)
         body = self._client.body(framed.parts(range(start, end)), headers)
         what = f"HEC request of {end - start} events from {batch.source}"
@@ -327,7 +328,8 @@ class SplunkHecSink:
             try:
                 resp = self._retry.call(poll, what, sink=self.name)
             except RetriesExhausted as exc:
-                log.warning("Could not poll HEC acknowledgements, will send again: sink=%s error=%s", self.name, exc)
+                log.warning("Could not poll HEC acknowledgements, polling on until ack_timeout: sink=%s error=%s",
+                            self.name, exc)
                 resp = None
             if resp is not None:
                 doc = resp.json()
