@@ -275,12 +275,14 @@ def test_unusual_shapes_take_the_reference_path_and_stay_valid() -> None:
         _event(ctx, src_ip="10.0.0.4", dst_ip="10.0.0.4"),  # one address at both ends: related.ip holds it once
         _event(ctx, bytes_d2s=None, packets_d2s=None),  # counters for one direction only
         _event(ctx, packets_s2d=None),
+        _event(ctx, bytes_s2d=None),
     ]
     docs = validate_lines("ecs", make_formatter().format_many(events))
     assert docs[0]["related"]["ip"] == ["10.0.0.4"]
     assert docs[1]["source"]["bytes"] == 16978 and "bytes" not in docs[1]["destination"]
     assert (docs[1]["network"]["bytes"], docs[1]["network"]["packets"]) == (16978, 30)
     assert "packets" not in docs[2]["source"] and docs[2]["network"]["packets"] == 24
+    assert "bytes" not in docs[3]["source"] and docs[3]["network"]["bytes"] == 14008
 
 
 def test_text_from_the_input_is_escaped() -> None:

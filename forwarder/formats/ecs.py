@@ -1,11 +1,16 @@
 """Elastic Common Schema 9.4.0 events, one JSON object per flow tuple.
 
-Per-tuple budget is about a microsecond, so nothing here builds a dict per event on the common
-path: everything constant for a FlowContext is rendered to JSON text once (and cached by content,
-because consecutive records repeat the same rule groups), and each tuple is one f-string over a
-handful of variable pieces. ``reference_document`` builds the same event as a dict; it serves the
-rare shapes the fast path does not cover (mixed counters, ICMP-less oddities, addresses that need
-escaping) and the tests prove the two agree byte for byte.
+The per-tuple budget is about a microsecond, so the common path builds no dict per event:
+everything constant for a FlowContext is rendered to JSON text once (and cached by content, because
+consecutive records repeat the same rule groups), and each tuple is one f-string over its variable
+pieces. ``reference_document`` builds the same event as a dict, in the same key order; it serves
+the rare shapes the fast path leaves out (counters for one direction only, one address at both
+ends, addresses that need escaping) and the tests hold the two to the same bytes.
+
+Field choices: source is the flow's initiator (the tuple's source), so source.bytes/packets are
+the s2d counters and destination.* the d2s ones; the NIC's MAC goes on the side that is the NIC
+(destination for inbound flows, source for outbound); for ICMP the tuple's "ports" are the ICMP
+type and code, so they go to azure.flowlog.icmp_type/icmp_code rather than to source/destination.port.
 """
 
 from __future__ import annotations
@@ -28,7 +33,6 @@ _ICMP = frozenset({1, 58})
 
 _PRODUCTS = {"nsg": "NSG flow logs", "vnet": "VNet flow logs"}
 _DATASETS = {"nsg": "azure.nsg_flow", "vnet": "azure.vnet_flow"}
-_PROVIDERS = {"nsg": "NetworkSecurityGroupFlowEvent", "vnet": "FlowLogFlowEvent"}
 
 _STATE_TYPES = {"B": "start", "E": "end"}
 
@@ -214,17 +218,6 @@ _NETWORK = [
     for ip_type in ("ipv4", "ipv6")
 ]
 _STATES = {"": "", **{s: f',"state":"{s}"' for s in "BCED"}}
-_numbers: list[str] = []
-
-
-def _number_table() -> list[str]:
-    """str(n) for 0 <= n < 65536: a list lookup costs a fraction of formatting an int, per port and counter."""
-    if not _numbers:
-        _numbers.extend([str(n) for n in range(_NUMBERS)])
-    return _numbers
-
-
-_NUMBERS = 65536
 
 
 class _Prepared:
@@ -251,6 +244,7 @@ class _Prepared:
 
 
 def _content_key(ctx: FlowContext) -> tuple[object, ...]:
+    """The context fields the output uses: contexts of consecutive records share their _Prepared."""
     return (
         ctx.kind,
         ctx.version,
@@ -261,8 +255,6 @@ def _content_key(ctx: FlowContext) -> tuple[object, ...]:
         ctx.mac,
         ctx.rule,
         ctx.category,
-        ctx.operation_name,
-        ctx.system_id,
         ctx.acl_id,
         ctx.target_resource_id,
         ctx.flow_log_guid,
@@ -280,7 +272,6 @@ class EcsFormatter:
         self._last: _Prepared | None = None
         self._prepared: dict[tuple[object, ...], _Prepared] = {}
         self._flowlog_ends: dict[str, dict[str, str]] = {}
-        self._numbers = _number_table()
 
     def _prepare(self, ctx: FlowContext) -> _Prepared:
         key = _content_key(ctx)
@@ -313,10 +304,9 @@ class EcsFormatter:
         millis = _MILLIS
         flowlog_ends = self._flowlog_ends
         whole_seconds = _whole_seconds
-        n = self._numbers
         net4, net6 = _NETWORK
         cid = community_id
-        # Counters are int | None; the fast path lets a None fail with TypeError instead of testing all four.
+        # Counters are int | None; the fast path lets a None fail a sum with TypeError instead of testing all four.
         p1: Any
         b1: Any
         p2: Any
@@ -350,14 +340,14 @@ class EcsFormatter:
             # byte for byte against reference_document by the tests.
             try:
                 if b1 is not None:
-                    # A None among the other counters fails the comparison with TypeError.
+                    # A None among the other counters makes one of the sums fail with TypeError.
                     if proto != 1 and proto != 58:
                         line = (
                             f'{{"@timestamp":"{ts}{ms_part}","event":{{{head}{eid}"}},'
-                            f'"source":{{"ip":"{src}","port":{n[sp]},'
-                            f'"bytes":{n[b1] if b1 < 65536 else b1},"packets":{n[p1] if p1 < 65536 else p1}{src_end}'
-                            f'{dst}","port":{n[dp]},'
-                            f'"bytes":{n[b2] if b2 < 65536 else b2},"packets":{n[p2] if p2 < 65536 else p2}{dst_end}'
+                            f'"source":{{"ip":"{src}","port":{sp},'
+                            f'"bytes":{b1},"packets":{p1}{src_end}'
+                            f'{dst}","port":{dp},'
+                            f'"bytes":{b2},"packets":{p2}{dst_end}'
                             f'{(net6 if ":" in src else net4)[proto]},"community_id":"{cid(src, dst, sp, dp, proto)}",'
                             f'"bytes":{b1 + b2},"packets":{p1 + p2}}},"related":{{"ip":["{src}","{dst}"]}}'
                             f"{prep.tail}{ends[state]}}}}}}}"
@@ -365,19 +355,19 @@ class EcsFormatter:
                     else:
                         line = (
                             f'{{"@timestamp":"{ts}{ms_part}","event":{{{head}{eid}"}},'
-                            f'"source":{{"ip":"{src}","bytes":{n[b1] if b1 < 65536 else b1},'
-                            f'"packets":{n[p1] if p1 < 65536 else p1}{src_end}{dst}",'
-                            f'"bytes":{n[b2] if b2 < 65536 else b2},"packets":{n[p2] if p2 < 65536 else p2}{dst_end}'
+                            f'"source":{{"ip":"{src}","bytes":{b1},'
+                            f'"packets":{p1}{src_end}{dst}",'
+                            f'"bytes":{b2},"packets":{p2}{dst_end}'
                             f'{(net6 if ":" in src else net4)[proto]},"community_id":"{cid(src, dst, sp, dp, proto)}",'
                             f'"bytes":{b1 + b2},"packets":{p1 + p2}}},"related":{{"ip":["{src}","{dst}"]}}'
-                            f'{prep.tail}{ends[state]},"icmp_type":{n[sp]},"icmp_code":{n[dp]}}}}}}}'
+                            f'{prep.tail}{ends[state]},"icmp_type":{sp},"icmp_code":{dp}}}}}}}'
                         )
                 elif p1 is not None or p2 is not None or b2 is not None:
                     raise TypeError("counters for one direction only")
                 elif proto != 1 and proto != 58:
                     line = (
                         f'{{"@timestamp":"{ts}{ms_part}","event":{{{head}{eid}"}},'
-                        f'"source":{{"ip":"{src}","port":{n[sp]}{src_end}{dst}","port":{n[dp]}{dst_end}'
+                        f'"source":{{"ip":"{src}","port":{sp}{src_end}{dst}","port":{dp}{dst_end}'
                         f'{(net6 if ":" in src else net4)[proto]},"community_id":"{cid(src, dst, sp, dp, proto)}"}},'
                         f'"related":{{"ip":["{src}","{dst}"]}}{prep.tail}{ends[state]}}}}}}}'
                     )
@@ -387,11 +377,10 @@ class EcsFormatter:
                         f'"source":{{"ip":"{src}"{src_end}{dst}"{dst_end}'
                         f'{(net6 if ":" in src else net4)[proto]},"community_id":"{cid(src, dst, sp, dp, proto)}"}},'
                         f'"related":{{"ip":["{src}","{dst}"]}}{prep.tail}{ends[state]}'
-                        f',"icmp_type":{n[sp]},"icmp_code":{n[dp]}}}}}}}'
+                        f',"icmp_type":{sp},"icmp_code":{dp}}}}}}}'
                     )
-            except (TypeError, IndexError):
-                # Some counters present and some not (Azure does not write that), or a port outside
-                # 0-65535 (the normaliser lets none through): the reference path copes with both.
+            except TypeError:
+                # Some counters present and some not: Azure does not write that, so no fast path.
                 line = _json(reference_document(e))
             append(line)
         self._last_ctx = last_ctx
