@@ -48,3 +48,5 @@ def setup_logging(level: str = "info", fmt: str = "auto") -> None:
     root.setLevel(level.upper())
     # The Azure SDK logs every HTTP request (with URLs) at INFO: keep it to warnings.
     logging.getLogger("azure").setLevel(logging.WARNING)
+    # urllib3 logs request lines at DEBUG, query strings (which can carry credentials) included.
+    logging.getLogger("urllib3").setLevel(logging.WARNING)

@@ -134,10 +134,16 @@ def world_readable_secret(path: Path, doc: Mapping[str, Any], raw_text: str | No
     except tomllib.TOMLDecodeError:
         return False
 
+    def literal(v: Any) -> bool:
+        return isinstance(v, str) and bool(v) and not _VAR.fullmatch(v.strip())
+
     def literal_secret(value: Any) -> bool:
         if isinstance(value, dict):
             return any(
-                (k in SECRET_KEYS and isinstance(v, str) and v and not _VAR.fullmatch(v.strip())) or literal_secret(v)
+                (k in SECRET_KEYS and literal(v))
+                # an http sink's headers usually carry an Authorization value
+                or (k == "headers" and isinstance(v, dict) and any(literal(h) for h in v.values()))
+                or literal_secret(v)
                 for k, v in value.items()
             )
         if isinstance(value, list):

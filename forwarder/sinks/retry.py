@@ -8,12 +8,13 @@ once with ``Interrupted`` (the chunk stays unconfirmed and is sent again after t
 from __future__ import annotations
 
 import logging
+import random
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
 
-from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_never, wait_exponential_jitter
+from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_after_attempt, stop_never
 
 log = logging.getLogger("forwarder.retry")
 T = TypeVar("T")
@@ -44,11 +45,15 @@ class RetryPolicy:
     on_retry: Callable[[str], None] | None = None  # metrics hook, called with the sink name
 
     def wait_seconds(self, state: RetryCallState) -> float:
-        backoff = wait_exponential_jitter(initial=self.initial, max=self.maximum, jitter=self.initial)(state)
+        """Exponential backoff with full jitter on top, capped; a peer's Retry-After wins when it says more."""
+        exponent = min(state.attempt_number - 1, 30)
+        backoff = min(self.maximum, self.initial * 2**exponent) + random.uniform(0, self.initial)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, TransientError) and exc.retry_after is not None:
-            return max(min(exc.retry_after, self.maximum * 10), backoff if exc.retry_after == 0 else 0.0)
-        return float(backoff)
+            # Honour the peer, but never sleep for hours on a bogus header.
+            peer = float(min(exc.retry_after, max(self.maximum, 300.0)))
+            return max(backoff if exc.retry_after <= 0 else 0.0, peer)
+        return backoff
 
     def call(self, fn: Callable[[], T], what: str, sink: str = "") -> T:
         """Run fn, retrying TransientError. Raises RetriesExhausted or Interrupted."""
