@@ -47,7 +47,7 @@ class RetryPolicy:
     def wait_seconds(self, state: RetryCallState) -> float:
         """Exponential backoff with full jitter on top, capped; a peer's Retry-After wins when it says more."""
         exponent = min(state.attempt_number - 1, 30)
-        backoff = min(self.maximum, self.initial * 2**exponent) + random.uniform(0, self.initial)
+        backoff = min(self.maximum, self.initial * 2.0**exponent) + random.uniform(0, self.initial)
         exc = state.outcome.exception() if state.outcome else None
         if isinstance(exc, TransientError) and exc.retry_after is not None:
             # Honour the peer, but never sleep for hours on a bogus header.
