@@ -30,7 +30,8 @@ def ip_version(addr: str) -> int:
     v = _ip_cache.get(addr)
     if v is None:
         try:
-            v = ipaddress.ip_address(addr).version
+            # Zone ids (fe80::1%eth0) are refused: Elasticsearch rejects them and they cannot be hashed.
+            v = 0 if "%" in addr else ipaddress.ip_address(addr).version
         except ValueError:
             v = 0
         if len(_ip_cache) >= _IP_CACHE_MAX:
@@ -208,6 +209,7 @@ def _nsg_group(ctx: FlowContext, index: int, tuples: list[Any], out: list[FlowEv
                 or direction not in ("I", "O")
                 or decision not in ("A", "D")
                 or not ts.isdigit()
+                or len(ts) > 11  # beyond year 5000: no valid RFC 3339 time downstream
             ):
                 raise ValueError
             counters = p1 + b1 + p2 + b2
@@ -271,6 +273,7 @@ def _vnet_v4(ctx: FlowContext, index: int, tuples: list[Any], out: list[FlowEven
                 or direction not in ("I", "O")
                 or state not in states
                 or not ts.isdigit()
+                or len(ts) > 14
             ):
                 raise ValueError
             counters = p1 + b1 + p2 + b2
@@ -326,7 +329,7 @@ def explain_tuple(kind: str, version: int, raw: Any) -> str:
     if len(values) != len(names):
         return f"expected {len(names)} fields for {kind.upper()} version {version}, got {len(values)}"
     f = dict(zip(names, values, strict=True))
-    if not f["ts"].isdigit():
+    if not f["ts"].isdigit() or len(f["ts"]) > (11 if kind == "nsg" else 14):
         return f"bad timestamp {f['ts']!r}"
     for key in ("src", "dst"):
         if not ip_version(f[key]):
