@@ -220,7 +220,7 @@ def test_schema_rejects_inconsistent_events() -> None:
         line.replace("deviceDirection=1", "deviceDirection=0"),  # inbound but the MAC on the source side
         line.replace("src=10.1.0.5", "src=fd00::5"),  # IPv6 in an IPv4-only key
         line.replace(" cn1Label=PacketsSourceToDestination", ""),  # custom number without its label
-        line.replace("|1|rt=", "|7|rt="),  # severity that does not follow the decision
+        line.replace("|1|act=", "|7|act="),  # severity that does not follow the decision
     ]
     for bad in broken:
         assert bad != line

@@ -2,7 +2,7 @@
 
 One line per flow tuple::
 
-    CEF:0|Microsoft|Azure NSG Flow Logs|2|flow-allowed|Flow allowed by <rule>|1|rt=... externalId=... src=...
+    CEF:0|Microsoft|Azure NSG Flow Logs|2|flow-allowed|Flow allowed by <rule>|1|act=Allow rt=... externalId=...
 
 Mapping decisions (see also schemas/cef.schema.json):
 
@@ -15,6 +15,7 @@ Mapping decisions (see also schemas/cef.schema.json):
   the convention F5, TippingPoint and others use; ``src`` / ``dst`` are then absent.
 - ``in`` / ``out`` are bytes source->destination / destination->source (the spec's definition, not
   the NSG direction); packets go to ``cn1`` / ``cn2``. Absent counters (state B, NSG v1) are omitted.
+  ``spt`` / ``dpt`` are written as Azure logs them (for ICMP: type and code).
 - ``act`` is ``Allow`` / ``Deny`` (Azure's own words); ``deviceDirection`` 0 inbound, 1 outbound;
   the NIC's MAC goes to ``dmac`` for inbound flows (the NIC is the destination), else ``smac``.
 - Custom strings: cs1 rule, cs2 NSG or flow log name, cs3 subscription, cs4 resource group,
@@ -26,9 +27,11 @@ Mapping decisions (see also schemas/cef.schema.json):
   extension values, so CR/LF in a header field (the rule name inside ``name``) become spaces; the
   exact rule is always in ``cs1``.
 
-Per-event work is a few dict lookups and one concatenation: everything that depends only on the
-FlowContext is rendered once per distinct context, everything that depends on the 5-tuple once per
-5-tuple (with its Community ID), and the few shapes of the rest once per formatter.
+Per-event work is two dict lookups and one f-string: everything that depends only on the
+FlowContext (and the flow state) is rendered once per distinct context, everything that depends on
+the 5-tuple once per 5-tuple (with its Community ID). Addresses come validated from the normaliser
+and event ids are hex and digits, so neither needs escaping; every string from the record is escaped
+once, when its context is first seen.
 """
 
 from __future__ import annotations
@@ -50,7 +53,6 @@ PROTOCOL_NAMES = {1: "ICMP", 2: "IGMP", 4: "IPv4", 6: "TCP", 17: "UDP", 41: "IPv
                   58: "IPv6-ICMP", 132: "SCTP"}  # fmt: skip
 _PROTO = [PROTOCOL_NAMES.get(n, str(n)) for n in range(256)]
 
-_COUNTERS = " in=%d out=%d cn1=%d cn1Label=PacketsSourceToDestination cn2=%d cn2Label=PacketsDestinationToSource"
 _CACHE_MAX = 65_536
 _CTX_CACHE_MAX = 4096
 
@@ -82,17 +84,62 @@ def colon_mac(mac: str) -> str:
     return mac.replace("-", ":")
 
 
+class _Pieces:
+    """What one context contributes to its lines, rendered once."""
+
+    __slots__ = ("common", "heads", "macs", "tails")
+
+    def __init__(self, ctx: FlowContext) -> None:
+        product = escape_header(PRODUCTS.get(ctx.kind, f"Azure {ctx.kind} Flow Logs"))
+        rule = escape_header(ctx.rule)
+        heads = []
+        for allowed in (False, True):
+            sig, name, severity = SIGNATURES[allowed]
+            if ctx.rule:
+                name += " by " + rule
+            heads.append(f"CEF:0|{VENDOR}|{product}|{ctx.version}|{sig}|{name}|{severity}|act={ACTIONS[allowed]} rt=")
+        self.heads = (heads[0], heads[1])  # by allowed
+        common = ""
+        for key, label, value in (
+            ("cs1", "Rule", ctx.rule),
+            ("cs2", NAME_LABELS.get(ctx.kind, "FlowLog"), ctx.name),
+            ("cs3", "SubscriptionId", ctx.subscription_id),
+            ("cs4", "ResourceGroup", ctx.resource_group),
+        ):
+            if value:
+                common += f" {key}={escape_value(value)} {key}Label={label}"
+        if ctx.resource_id:
+            common += " deviceExternalId=" + escape_value(ctx.resource_id)
+        self.common = common
+        mac = colon_mac(ctx.mac)
+        # The NIC is the source of an outbound flow and the destination of an inbound one.
+        self.macs = (f" smac={mac}" if mac else "", f" dmac={mac}" if mac else "")  # by inbound
+        self.tails: dict[str, tuple[str, str]] = {}  # flow state + encryption -> end of line by inbound
+
+    def tail(self, state: str, enc: str) -> tuple[str, str]:
+        piece = ""
+        if state:
+            piece += f" cs5={escape_value(FLOW_STATES.get(state, state))} cs5Label=FlowState"
+        if enc:
+            piece += f" flexString1={escape_value(enc)} flexString1Label=Encryption"
+        tails = (
+            f"{piece} deviceDirection=1{self.macs[0]}{self.common}",
+            f"{piece} deviceDirection=0{self.macs[1]}{self.common}",
+        )
+        if len(self.tails) < _CACHE_MAX:
+            self.tails[state + enc] = tails
+        return tails
+
+
 class CefFormatter:
     name = "cef"
     content_type = "text/plain"
 
     def __init__(self) -> None:
-        # content of a context -> (heads by allowed, tails by inbound)
-        self._ctx_pieces: dict[tuple[object, ...], tuple[tuple[str, str], tuple[str, str]]] = {}
+        self._ctx_pieces: dict[tuple[object, ...], _Pieces] = {}
         self._addr: dict[tuple[str, str, int, int, int], str] = {}
-        self._shapes: dict[tuple[bool, bool, str, str], str] = {}
         self._last_ctx: FlowContext | None = None
-        self._last_pieces: tuple[tuple[str, str], tuple[str, str]] = (("", ""), ("", ""))
+        self._last_pieces: _Pieces | None = None
 
     def format(self, event: FlowEvent) -> str:
         return self.format_many((event,))[0]
@@ -101,42 +148,49 @@ class CefFormatter:
         out: list[str] = []
         append = out.append
         addr_cache = self._addr
-        shapes = self._shapes
         last_ctx = self._last_ctx
-        heads, tails = self._last_pieces
-        counters_fmt = _COUNTERS
+        pieces = self._last_pieces
+        heads: tuple[str, str] = pieces.heads if pieces else ("", "")
+        tails: dict[str, tuple[str, str]] = pieces.tails if pieces else {}
         for e in events:
             ctx, eid, ts, src, dst, sp, dp, pr, inbound, allowed, state, enc, p1, b1, p2, b2 = e
             if ctx is not last_ctx:
-                heads, tails = self._pieces(ctx)
+                pieces = self._pieces(ctx)
+                heads = pieces.heads
+                tails = pieces.tails
                 last_ctx = ctx
             key = (src, dst, sp, dp, pr)
             addr = addr_cache.get(key)
             if addr is None:
                 addr = self._addr_piece(key)
-            shape = shapes.get((allowed, inbound, state, enc))
-            if shape is None:
-                shape = self._shape_piece(allowed, inbound, state, enc)
+            tail = tails.get(state + enc)
+            if tail is None:
+                assert pieces is not None
+                tail = pieces.tail(state, enc)
+            # One f-string per line, with as few parts as possible: the cheapest way CPython has to build it.
             if b1 is not None and b2 is not None and p1 is not None and p2 is not None:
-                counters = counters_fmt % (b1, b2, p1, p2)
+                append(
+                    f"{heads[allowed]}{ts} externalId={eid}{addr} in={b1} out={b2} cn1={p1}"
+                    f" cn1Label=PacketsSourceToDestination cn2={p2} cn2Label=PacketsDestinationToSource{tail[inbound]}"
+                )
             elif b1 is None and b2 is None and p1 is None and p2 is None:
-                counters = ""
+                append(f"{heads[allowed]}{ts} externalId={eid}{addr}{tail[inbound]}")
             else:
                 counters = _partial_counters(p1, b1, p2, b2)
-            append("".join((heads[allowed], str(ts), " externalId=", eid, addr, shape, counters, tails[inbound])))
+                append(f"{heads[allowed]}{ts} externalId={eid}{addr}{counters}{tail[inbound]}")
         self._last_ctx = last_ctx
-        self._last_pieces = (heads, tails)
+        self._last_pieces = pieces
         return out
 
-    def _pieces(self, ctx: FlowContext) -> tuple[tuple[str, str], tuple[str, str]]:
-        """Header and trailing extension of a context, cached by content: records repeat their groups."""
+    def _pieces(self, ctx: FlowContext) -> _Pieces:
+        """A context's pieces, cached by content: every record repeats the same rule groups."""
         key = (ctx.kind, ctx.version, ctx.rule, ctx.name, ctx.subscription_id, ctx.resource_group,
                ctx.resource_id, ctx.mac)  # fmt: skip
         pieces = self._ctx_pieces.get(key)
         if pieces is None:
             if len(self._ctx_pieces) >= _CTX_CACHE_MAX:
                 self._ctx_pieces.clear()
-            pieces = self._ctx_pieces[key] = _context_pieces(ctx)
+            pieces = self._ctx_pieces[key] = _Pieces(ctx)
         return pieces
 
     def _addr_piece(self, key: tuple[str, str, int, int, int]) -> str:
@@ -151,44 +205,6 @@ class CefFormatter:
             self._addr.clear()
         self._addr[key] = piece
         return piece
-
-    def _shape_piece(self, allowed: bool, inbound: bool, state: str, enc: str) -> str:
-        piece = f" act={ACTIONS[allowed]} deviceDirection={0 if inbound else 1}"
-        if state:
-            piece += f" cs5={escape_value(FLOW_STATES.get(state, state))} cs5Label=FlowState"
-        if enc:
-            piece += f" flexString1={escape_value(enc)} flexString1Label=Encryption"
-        if len(self._shapes) >= _CACHE_MAX:
-            self._shapes.clear()
-        self._shapes[(allowed, inbound, state, enc)] = piece
-        return piece
-
-
-def _context_pieces(ctx: FlowContext) -> tuple[tuple[str, str], tuple[str, str]]:
-    product = escape_header(PRODUCTS.get(ctx.kind, f"Azure {ctx.kind} Flow Logs"))
-    rule_h = escape_header(ctx.rule)
-
-    def head(allowed: bool) -> str:
-        sig, name, severity = SIGNATURES[allowed]
-        if ctx.rule:
-            name += " by " + rule_h
-        return f"CEF:0|{VENDOR}|{product}|{ctx.version}|{sig}|{name}|{severity}|rt="
-
-    common = ""
-    for key, label, value in (
-        ("cs1", "Rule", ctx.rule),
-        ("cs2", NAME_LABELS.get(ctx.kind, "FlowLog"), ctx.name),
-        ("cs3", "SubscriptionId", ctx.subscription_id),
-        ("cs4", "ResourceGroup", ctx.resource_group),
-    ):
-        if value:
-            common += f" {key}={escape_value(value)} {key}Label={label}"
-    if ctx.resource_id:
-        common += " deviceExternalId=" + escape_value(ctx.resource_id)
-    mac = colon_mac(ctx.mac)
-    outbound_tail = f" smac={mac}{common}" if mac else common
-    inbound_tail = f" dmac={mac}{common}" if mac else common
-    return (head(False), head(True)), (outbound_tail, inbound_tail)
 
 
 def _partial_counters(p1: int | None, b1: int | None, p2: int | None, b2: int | None) -> str:
