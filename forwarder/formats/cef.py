@@ -197,13 +197,16 @@ class CefFormatter:
         src, dst, sp, dp, pr = key
         cid = community_id(src, dst, sp, dp, pr).replace("=", "\\=")
         if ":" in src:
-            addrs = f" c6a2={src} c6a2Label=Source IPv6 Address c6a3={dst} c6a3Label=Destination IPv6 Address"
+            piece = (
+                f" c6a2={src} c6a2Label=Source IPv6 Address c6a3={dst} c6a3Label=Destination IPv6 Address"
+                f" spt={sp} dpt={dp} proto={_PROTO[pr]} cs6={cid} cs6Label=CommunityId"
+            )
         else:
-            addrs = f" src={src} dst={dst}"
-        piece = f"{addrs} spt={sp} dpt={dp} proto={_PROTO[pr]} cs6={cid} cs6Label=CommunityId"
-        if len(self._addr) >= _CACHE_MAX:
-            self._addr.clear()
-        self._addr[key] = piece
+            piece = f" src={src} dst={dst} spt={sp} dpt={dp} proto={_PROTO[pr]} cs6={cid} cs6Label=CommunityId"
+        addr = self._addr
+        if len(addr) >= _CACHE_MAX:
+            addr.clear()
+        addr[key] = piece
         return piece
 
 

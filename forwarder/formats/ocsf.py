@@ -241,18 +241,31 @@ class OcsfFormatter:
 
     def _addr_piece(self, key: tuple[str, str, int, int, int]) -> tuple[str, str]:
         src, dst, sp, dp, pr = key
-        ver = 6 if ":" in src else 4
-        name = PROTOCOL_NAMES.get(pr)
-        proto = f'"protocol_num":{pr},' + (f'"protocol_name":"{name}",' if name else "")
+        proto = (_PROTO6 if ":" in src else _PROTO4)[pr]
+        cid = community_id(src, dst, sp, dp, pr)
         piece = (
-            f'{proto}"protocol_ver_id":{ver},"protocol_ver":"{IP_VERSIONS[ver]}",'
-            f'"community_uid":"{community_id(src, dst, sp, dp, pr)}"}},"src_endpoint":{{"ip":"{src}","port":{sp}',
+            f'{proto}"community_uid":"{cid}"}},"src_endpoint":{{"ip":"{src}","port":{sp}',
             f'}},"dst_endpoint":{{"ip":"{dst}","port":{dp}',
         )
-        if len(self._addr) >= _CACHE_MAX:
-            self._addr.clear()
-        self._addr[key] = piece
+        addr = self._addr
+        if len(addr) >= _CACHE_MAX:
+            addr.clear()
+        addr[key] = piece
         return piece
+
+
+def _protocol(number: int, ip_version: int) -> str:
+    """The connection_info attributes that follow from the protocol number and IP version."""
+    name = PROTOCOL_NAMES.get(number)
+    return (
+        f'"protocol_num":{number},'
+        + (f'"protocol_name":"{name}",' if name else "")
+        + f'"protocol_ver_id":{ip_version},"protocol_ver":"{IP_VERSIONS[ip_version]}",'
+    )
+
+
+_PROTO4 = [_protocol(n, 4) for n in range(256)]
+_PROTO6 = [_protocol(n, 6) for n in range(256)]
 
 
 def _partial_traffic(p1: int | None, b1: int | None, p2: int | None, b2: int | None) -> str:
