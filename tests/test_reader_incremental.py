@@ -197,3 +197,19 @@ def test_a_blob_first_seen_with_only_head_and_tail_is_not_taken_for_a_rewrite(tm
         svc.poll()
     assert len(sink.event_ids) == 24
     assert len(set(sink.event_ids)) == 24
+
+
+def test_a_record_bigger_than_a_batch_is_delivered_in_parts_and_checkpointed_at_its_end(tmp_path: Path) -> None:
+    root = tmp_path / "flowlogs"
+    path = write_blob(root, BlobSpec(tuples_per_minute=50, minutes=2))
+    svc, sink = make_service(root, tmp_path, chunk_bytes=1 << 16)
+    svc.reader.max_events = 16
+    saved: list[int | None] = []
+    svc.on_chunk = lambda chunk: saved.append(chunk.checkpoint.offset if chunk.checkpoint else None)
+    svc.poll()
+    assert len(sink.event_ids) == 100 and len(set(sink.event_ids)) == 100
+    assert max(len(b.events) for b in sink.batches) <= 16
+    assert None in saved  # parts of a record do not move the checkpoint
+    assert saved[-1] == path.stat().st_size - 2
+    key = f"local/{BlobSpec().container}/{BlobSpec().blob_name}"
+    assert sorted(sink.event_ids) == sorted(expected_ids(path, key))

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from forwarder.flowlog.issues import IssueLog, ParseIssue, excerpt
@@ -92,6 +92,12 @@ class Normaliser:
         self.issues = issues
 
     def events(self, record: Record) -> list[FlowEvent]:
+        """All events of a record at once (small records, tests, convert)."""
+        return [e for batch in self.batches(record, 1 << 62) for e in batch]
+
+    def batches(self, record: Record, size: int) -> Iterator[list[FlowEvent]]:
+        """The events of a record in lists of at most ``size``: one minute of a busy NIC can hold
+        hundreds of thousands of tuples, and holding them all at once would cost hundreds of MB."""
         body = record.body
         try:
             kind, version = record_kind(body)
@@ -107,7 +113,7 @@ class Normaliser:
                     text=excerpt(str(body)),
                 )
             )
-            return []
+            return
         resource_id = str(body.get("resourceId") or body.get("flowLogResourceID") or "")
         rid = parse_resource_id(resource_id)
         target = str(body.get("targetResourceID") or "")
@@ -141,19 +147,25 @@ class Normaliser:
         index = 0
         for rule, mac, acl_id, tuples in groups:
             ctx = FlowContext(mac=format_mac(mac or record_mac), rule=rule, acl_id=acl_id, **common)  # type: ignore[arg-type]
-            for bad_index, raw in parse(ctx, index, tuples, out):
-                self.issues.report(
-                    ParseIssue(
-                        self.source,
-                        record.offset,
-                        "bad flow tuple",
-                        detail=f"tuple {bad_index}: {explain_tuple(kind, version, raw)}",
-                        record_index=record.index,
-                        text=excerpt(str(raw)),
+            for start in range(0, len(tuples), size):
+                part = tuples[start : start + size] if len(tuples) > size else tuples
+                for bad_index, raw in parse(ctx, index + start, part, out):
+                    self.issues.report(
+                        ParseIssue(
+                            self.source,
+                            record.offset,
+                            "bad flow tuple",
+                            detail=f"tuple {bad_index}: {explain_tuple(kind, version, raw)}",
+                            record_index=record.index,
+                            text=excerpt(str(raw)),
+                        )
                     )
-                )
+                if len(out) >= size:
+                    yield out
+                    out = []
             index += len(tuples)
-        return out
+        if out:
+            yield out
 
     @staticmethod
     def _nsg_groups(body: dict[str, Any]) -> list[tuple[str, str, str, list[Any]]]:

@@ -1,24 +1,29 @@
 """Split the data bytes of a PT1H.json (between head and tail) into records with their byte offsets.
 
 The stdlib's C scanner (``raw_decode``) parses one object from a position and says where it ended,
-which gives every record's byte offset for free and is faster here than parsing the whole chunk
-at once. Input comes in chunks; a record cut by a chunk boundary is carried to the next feed.
+which gives every record's byte offset for free. Input comes in chunks, and a record (one minute of
+one NIC: up to tens of MB) may span many of them. Parsing a partial record only to find it cut would
+make a big record cost quadratic time, so the decoder first looks for the start of the *next*
+record (Azure starts every record with ``{"time":``) with a plain substring search, and parses only
+what is known to be complete: the bytes before such a start, or everything once no more will come.
 """
 
 from __future__ import annotations
 
 import json
 import re
-from collections.abc import Iterator
+from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
 from forwarder.flowlog.issues import IssueLog, ParseIssue, excerpt
 
-# Azure starts every record with its "time" key; after garbage this is where parsing resumes.
+# Where the next record starts, as Azure writes it (compact); after garbage, a looser form of it.
+_NEXT = b',{"time":'
 _RESYNC = re.compile(r',\s*\{\s*"time"\s*:')
 _DECODER = json.JSONDecoder()
 _WS = " \t\r\n"
+_WS_BYTES = b" \t\r\n,"
 
 # Head and tail are learned from the blob: '{"records":[' and ']}' today, other sizes in older blobs.
 HEAD_RE = re.compile(rb'^\s*\{\s*"records"\s*:\s*\[\s*')
@@ -39,29 +44,75 @@ class RecordDecoder:
     reported as bad: a checkpoint may advance to it, never further.
     """
 
-    def __init__(self, source: str, start_offset: int, issues: IssueLog, max_record_bytes: int = 256 << 20):
+    def __init__(
+        self,
+        source: str,
+        start_offset: int,
+        issues: IssueLog,
+        max_record_bytes: int = 256 << 20,
+        blind_parse_bytes: int = 8 << 20,
+    ):
         self.source = source
         self.issues = issues
         self.max_record_bytes = max_record_bytes
+        # Without a next-record marker in sight (records not written by Azure, pretty-printed JSON),
+        # try a parse anyway once this much is pending: bounds memory, and the waste to a few parses.
+        self.blind_parse_bytes = blind_parse_bytes
         self.consumed = start_offset
         self.records_seen = 0
         self._carry = b""
+
+    @property
+    def pending(self) -> int:
+        """Bytes held back because they may be the start of a record not yet complete."""
+        return len(self._carry)
 
     def feed(self, data: bytes, final: bool = False) -> Iterator[Record]:
         """Decode ``data`` (the bytes following everything fed before); ``final`` means no more will come."""
         buf = self._carry + data if self._carry else data
         self._carry = b""
         base = self.consumed
-        ascii_only = buf.isascii()
-        text = buf.decode("ascii") if ascii_only else buf.decode("utf-8", "surrogateescape")
+        pos = 0
+        while True:
+            while pos < len(buf) and buf[pos] in _WS_BYTES:
+                pos += 1
+            if pos >= len(buf):
+                self.consumed = base + len(buf)
+                return
+            nxt = buf.find(_NEXT, pos + 1)
+            if nxt >= 0:
+                segment_end, segment_final = nxt, True  # the record before a record start is complete
+            elif final:
+                segment_end, segment_final = len(buf), True
+            elif len(buf) - pos >= self.blind_parse_bytes:
+                segment_end, segment_final = len(buf), False
+            else:
+                self._carry = buf[pos:]
+                self.consumed = base + pos
+                return
+            carried = yield from self._segment(buf[pos:segment_end], base + pos, segment_final, nxt >= 0)
+            if carried:
+                # Only a segment parsed blind can end in a partial record: wait for the rest.
+                self._carry = buf[segment_end - carried :]
+                self.consumed = base + segment_end - carried
+                if len(self._carry) > self.max_record_bytes:
+                    self._report(self.consumed, "record too large", self._carry[:200], "over max_record_bytes")
+                    self.consumed += len(self._carry)
+                    self._carry = b""
+                return
+            pos = segment_end
+
+    def _segment(self, seg: bytes, base: int, final: bool, followed: bool) -> Generator[Record, None, int]:
+        """Parse records from one segment; returns how many trailing bytes to carry (only if not final)."""
+        ascii_only = seg.isascii()
+        text = seg.decode("ascii") if ascii_only else seg.decode("utf-8", "surrogateescape")
 
         def byte_pos(char_pos: int) -> int:
             if ascii_only:
                 return base + char_pos
             return base + len(text[:char_pos].encode("utf-8", "surrogateescape"))
 
-        pos = 0
-        end = len(text)
+        pos, end = 0, len(text)
         while True:
             while pos < end and text[pos] in _WS:
                 pos += 1
@@ -70,8 +121,7 @@ class RecordDecoder:
                 while pos < end and text[pos] in _WS:
                     pos += 1
             if pos >= end:
-                self.consumed = base + len(buf)
-                return
+                return 0
             try:
                 if text[pos] != "{":
                     raise ValueError("expected '{' at the start of a record")
@@ -79,38 +129,27 @@ class RecordDecoder:
             except ValueError as exc:  # JSONDecodeError is a ValueError
                 nxt = _RESYNC.search(text, pos + 1)
                 if nxt is None and not final:
-                    rest = buf[byte_pos(pos) - base :]
-                    if len(rest) <= self.max_record_bytes:
-                        # Possibly a record cut by the chunk boundary: wait for the rest.
-                        self.consumed = byte_pos(pos)
-                        self._carry = rest
-                        return
+                    return byte_pos(end) - byte_pos(pos)
                 bad_end = nxt.start() if nxt else end
-                self.issues.report(
-                    ParseIssue(
-                        self.source,
-                        byte_pos(pos),
-                        "malformed record" if nxt else "truncated or malformed record",
-                        detail=str(exc),
-                        record_index=self.records_seen,
-                        text=excerpt(text[pos:bad_end]),
-                    )
+                self._report(
+                    byte_pos(pos),
+                    "malformed record" if nxt or followed else "truncated or malformed record",
+                    text[pos:bad_end],
+                    str(exc),
                 )
-                self.records_seen += 1
                 pos = bad_end
-                self.consumed = byte_pos(pos)
                 continue
             offset = byte_pos(pos)
             index = self.records_seen
             self.records_seen += 1
             pos = stop
-            self.consumed = byte_pos(pos)
             if not isinstance(body, dict):
                 self.issues.report(ParseIssue(self.source, offset, "record is not a JSON object", record_index=index))
                 continue
             yield Record(offset, index, body)
 
-    @property
-    def pending(self) -> int:
-        """Bytes held back because they may be the start of a record not yet complete."""
-        return len(self._carry)
+    def _report(self, offset: int, reason: str, text: str | bytes, detail: str) -> None:
+        self.issues.report(
+            ParseIssue(self.source, offset, reason, detail=detail, record_index=self.records_seen, text=excerpt(text))
+        )
+        self.records_seen += 1

@@ -62,12 +62,11 @@ class FileConverter:
                     if tail is not None:
                         feed = feed[: tail.start()]
                 final = True
-            out: list[FlowEvent] = []
             for record in decoder.feed(feed, final=final):
-                out.extend(normaliser.events(record))
+                for batch in normaliser.batches(record, 8192):
+                    self.tuples += len(batch)
+                    yield batch
             self.records = decoder.records_seen
-            self.tuples += len(out)
-            yield out
             if final:
                 if self.tuples == 0 and self.issues.total and not whole_blob:
                     raise NotAFlowLog("no flow-log record could be parsed from the input")

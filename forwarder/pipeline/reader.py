@@ -34,16 +34,17 @@ class Chunk:
     blob: BlobRef
     events: list[FlowEvent]
     start: int
-    checkpoint: BlobCheckpoint
+    checkpoint: BlobCheckpoint | None  # None: part of a big record; the offset moves with the record's last part
     bytes_read: int
     complete: bool  # the checkpoint reaches the end of the blob's committed data
 
 
 class BlobReader:
-    def __init__(self, source: BlobSource, issues: IssueLog, chunk_bytes: int = 1 << 20):
+    def __init__(self, source: BlobSource, issues: IssueLog, chunk_bytes: int = 1 << 20, max_events: int = 20_000):
         self.source = source
         self.issues = issues
         self.chunk_bytes = max(chunk_bytes, 2 * _PROBE)
+        self.max_events = max_events  # bounds memory whatever the size of one record
         self.bytes_read = 0
 
     def key(self, blob: BlobRef) -> str:
@@ -152,7 +153,12 @@ class BlobReader:
                     final = True
             events: list[FlowEvent] = []
             for record in decoder.feed(data, final=final):
-                events.extend(normaliser.events(record))
+                for batch in normaliser.batches(record, self.max_events):
+                    events.extend(batch)
+                    if len(events) >= self.max_events:
+                        delivered += len(events)
+                        yield Chunk(key, blob, events, cp.offset, None, bytes_read, False)
+                        events, bytes_read = [], 0
             new_offset = decoder.consumed
             if not cp.first and pos == cp.head and new_offset > cp.head:
                 # Only bytes of delivered records: a blob seen with head and tail alone has no first record yet.

@@ -159,8 +159,10 @@ class Service:
                     self.reopen_requested.clear()
                     log.info("Reopening sink outputs (SIGHUP)")
                     self.delivery.reopen()
-                self.delivery.deliver(chunk.events, key, chunk.start, chunk.checkpoint.offset)
-                self.store.put(key, chunk.checkpoint)
+                end = chunk.checkpoint.offset if chunk.checkpoint else chunk.start
+                self.delivery.deliver(chunk.events, key, chunk.start, end)
+                if chunk.checkpoint is not None:
+                    self.store.put(key, chunk.checkpoint)
                 self.stats.tuples += len(chunk.events)
                 self.stats.events_delivered += len(chunk.events)
                 if chunk.events:
@@ -168,7 +170,7 @@ class Service:
                 self.heartbeat = time.monotonic()
                 if self.on_chunk:
                     self.on_chunk(chunk)
-                if time.monotonic() - self._last_save >= self.checkpoint_interval:
+                if chunk.checkpoint is not None and time.monotonic() - self._last_save >= self.checkpoint_interval:
                     self.store.save()
                     self._last_save = time.monotonic()
             self.stats.blobs_read += 1
