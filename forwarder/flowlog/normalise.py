@@ -149,6 +149,9 @@ class Normaliser:
             ctx = FlowContext(mac=format_mac(mac or record_mac), rule=rule, acl_id=acl_id, **common)  # type: ignore[arg-type]
             for start in range(0, len(tuples), size):
                 part = tuples[start : start + size] if len(tuples) > size else tuples
+                if out and len(out) + len(part) > size:
+                    yield out
+                    out = []
                 for bad_index, raw in parse(ctx, index + start, part, out):
                     self.issues.report(
                         ParseIssue(
