@@ -2,14 +2,15 @@
 
 One line per flow tuple::
 
-    CEF:0|Microsoft|Azure NSG Flow Logs|2|flow-allowed|Flow allowed by <rule>|1|act=Allow rt=... externalId=...
+    CEF:0|Microsoft|Azure NSG Flow Logs|2|flow-allowed|Flow allowed|1|act=Allow rt=... externalId=...
 
 Mapping decisions (see also schemas/cef.schema.json):
 
 - Header: vendor ``Microsoft``; product ``Azure NSG Flow Logs`` or ``Azure VNet Flow Logs``; device
-  version = flow log version; signature id ``flow-allowed`` / ``flow-denied``; name ``Flow allowed by
-  <rule>``; severity 1 for allowed flows, 3 for denied ones (both in CEF's Low band: a denied flow is
-  the NSG doing its job, worth more attention than an allowed one but not an alert by itself).
+  version = flow log version; signature id ``flow-allowed`` / ``flow-denied``; name ``Flow allowed`` /
+  ``Flow denied`` (the spec asks that the name repeat nothing carried by other fields, so the rule
+  stays in cs1); severity 1 for allowed flows, 3 for denied ones (both in CEF's Low band: a denied flow
+  is the NSG doing its job, worth more attention than an allowed one but not an alert by itself).
 - The CEF spec types ``src`` / ``dst`` as IPv4 addresses. IPv6 flows therefore carry their
   addresses in ``c6a2`` (labelled "Source IPv6 Address") and ``c6a3`` ("Destination IPv6 Address"),
   the convention F5, TippingPoint and others use; ``src`` / ``dst`` are then absent.
@@ -24,8 +25,8 @@ Mapping decisions (see also schemas/cef.schema.json):
   flow log; ``externalId`` the deterministic event id.
 - Escaping per the spec: header fields escape ``\\`` and ``|``; extension values escape ``\\``,
   ``=``, newline (``\\n``) and carriage return (``\\r``). The spec allows multi-line text only in
-  extension values, so CR/LF in a header field (the rule name inside ``name``) become spaces; the
-  exact rule is always in ``cs1``.
+  extension values, so CR/LF in a header field become spaces. Nothing read from the flow log goes
+  into the header today; the escaping is there for whatever does.
 
 Per-event work is two dict lookups and one f-string: everything that depends only on the
 FlowContext (and the flow state) is rendered once per distinct context, everything that depends on
@@ -91,12 +92,9 @@ class _Pieces:
 
     def __init__(self, ctx: FlowContext) -> None:
         product = escape_header(PRODUCTS.get(ctx.kind, f"Azure {ctx.kind} Flow Logs"))
-        rule = escape_header(ctx.rule)
         heads = []
         for allowed in (False, True):
             sig, name, severity = SIGNATURES[allowed]
-            if ctx.rule:
-                name += " by " + rule
             heads.append(f"CEF:0|{VENDOR}|{product}|{ctx.version}|{sig}|{name}|{severity}|act={ACTIONS[allowed]} rt=")
         self.heads = (heads[0], heads[1])  # by allowed
         common = ""
