@@ -18,10 +18,14 @@ import sys
 import tempfile
 import threading
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from azure.storage.blob import ContainerClient
 
 from forwarder.checkpoints.store import CheckpointStore
 from forwarder.pipeline.delivery import Delivery
@@ -58,7 +62,9 @@ def azure_service(azurite_cs: str, container: str, tmp: Path, sink: CountingSink
     return Service(source, store, Delivery([sink]), poll_interval=1.0)  # type: ignore[list-item]
 
 
-def egress(tmp: Path) -> None:
+@contextmanager
+def growing_blob(tmp: Path) -> Iterator[tuple[ContainerClient, AzureWriter, BlobSpec, Service, CountingSink]]:
+    """Azurite with one blob of the current hour, started (head and tail), and a service polling it."""
     az = start_azurite(tmp)
     try:
         cc = az.container_client("insights-logs-networksecuritygroupflowevent")
@@ -68,7 +74,13 @@ def egress(tmp: Path) -> None:
         sink = CountingSink()
         svc = azure_service(az.connection_string, cc.container_name, tmp, sink)
         writer.start(spec)
-        data = 0
+        yield cc, writer, spec, svc, sink
+    finally:
+        az.stop()
+
+
+def egress(tmp: Path) -> None:
+    with growing_blob(tmp) as (cc, writer, spec, svc, sink):
         for _ in range(60):
             writer.append_minute(spec)
             svc.poll()
@@ -79,25 +91,15 @@ def egress(tmp: Path) -> None:
             f"egress: blob grew through 60 commits to {len(blob):,} bytes; downloaded {svc.reader.bytes_read:,} "
             f"bytes for {data:,} bytes of data: ratio {ratio:.3f} (events {sink.events:,})"
         )
-    finally:
-        az.stop()
 
 
 def latency(tmp: Path) -> None:
-    az = start_azurite(tmp)
-    try:
-        cc = az.container_client("insights-logs-networksecuritygroupflowevent")
-        hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
-        spec = BlobSpec(hour=hour, tuples_per_minute=200)
-        writer = AzureWriter(cc)
-        sink = CountingSink()
-        svc = azure_service(az.connection_string, cc.container_name, tmp, sink)
-        writer.start(spec)
+    with growing_blob(tmp) as (_, writer, spec, svc, sink):
         runner = threading.Thread(target=svc.run, daemon=True)
         runner.start()
         waits = []
         for _ in range(10):
-            time.sleep(0.7)  # commit at a random phase of the poll cycle
+            time.sleep(0.7)  # 0.7 s against a 1 s poll: commits drift across the poll cycle
             sink.arrived.clear()
             before = sink.events
             t0 = time.monotonic()
@@ -111,8 +113,6 @@ def latency(tmp: Path) -> None:
             f"latency: commit to sink with poll_interval=1s over {len(waits)} commits: "
             f"max {max(waits):.2f}s, mean {sum(waits) / len(waits):.2f}s (target <= 3.0s)"
         )
-    finally:
-        az.stop()
 
 
 def memory(tmp: Path, gb: float) -> None:

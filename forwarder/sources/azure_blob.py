@@ -23,7 +23,7 @@ import threading
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ThreadPoolExecutor
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar
+from typing import Any, TypeVar
 
 from azure.core.exceptions import HttpResponseError
 from azure.storage.blob import BlobPrefix, ContainerClient
@@ -33,12 +33,12 @@ from forwarder.sources.azure_auth import Connection, Scrubber, connect
 from forwarder.sources.azure_retry import StorageRetry
 from forwarder.sources.base import BlobRef
 from forwarder.sources.blobpath import HOUR, LAYOUT_ROOTS
+from forwarder.sources.start import Start, parse_start
 
 log = logging.getLogger("forwarder.source.azure")
 
 T = TypeVar("T")
 R = TypeVar("R")
-Start = Literal["earliest", "latest"] | datetime
 
 DEFAULT_DISCOVERY_REFRESH = 600.0
 DEFAULT_LATE_COMMIT_GRACE = 900.0
@@ -365,22 +365,6 @@ class AzureBlobSource:
         self.client.close()
         if self._on_close is not None:
             self._on_close()
-
-
-def parse_start(value: Any) -> Start:
-    """ "earliest", "latest", or an RFC 3339 time (a time without offset is taken as UTC)."""
-    if isinstance(value, datetime):
-        return value if value.tzinfo else value.replace(tzinfo=UTC)
-    if value in ("earliest", "latest"):
-        return value  # type: ignore[no-any-return]
-    if isinstance(value, str):
-        try:
-            t = datetime.fromisoformat(value.strip().replace("z", "Z"))
-        except ValueError:
-            pass
-        else:
-            return t if t.tzinfo else t.replace(tzinfo=UTC)
-    raise ValueError(f"source.start must be 'earliest', 'latest' or an RFC 3339 time (2026-11-25T10:00:00Z): {value!r}")
 
 
 def _number(cfg: Mapping[str, Any], key: str, default: float, minimum: float) -> float:
