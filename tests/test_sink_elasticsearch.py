@@ -44,8 +44,9 @@ def fast_retry(**kw: Any) -> RetryPolicy:
     return RetryPolicy(initial=0.01, maximum=0.2, **kw)
 
 
-def make_sink(receiver: ElasticsearchReceiver, dead_letter: DeadLetter, retry: RetryPolicy | None = None,
-              **cfg: Any) -> Sink:
+def make_sink(
+    receiver: ElasticsearchReceiver, dead_letter: DeadLetter, retry: RetryPolicy | None = None, **cfg: Any
+) -> Sink:
     table = {"type": "elasticsearch", "url": receiver.url, "api_key": API_KEY, "batch_max_events": 64, **cfg}
     sink = from_config(table, "elasticsearch[0]", dead_letter, retry or fast_retry())
     sink.open()
@@ -64,8 +65,9 @@ def check_stored(es: ElasticsearchReceiver, fmt: str = "ecs", stream: str = STRE
     return docs
 
 
-def test_every_event_is_stored_once_under_its_id(es: ElasticsearchReceiver, dead_letter: DeadLetter,
-                                                 events: list[Any]) -> None:
+def test_every_event_is_stored_once_under_its_id(
+    es: ElasticsearchReceiver, dead_letter: DeadLetter, events: list[Any]
+) -> None:
     sink = make_sink(es, dead_letter)
     sink.send(make_batch("ecs", events))
     docs = check_stored(es)
@@ -81,8 +83,9 @@ def test_every_event_is_stored_once_under_its_id(es: ElasticsearchReceiver, dead
     assert not dead_entries(dead_letter)
 
 
-def test_a_replayed_batch_adds_no_duplicates(es: ElasticsearchReceiver, dead_letter: DeadLetter,
-                                             events: list[Any]) -> None:
+def test_a_replayed_batch_adds_no_duplicates(
+    es: ElasticsearchReceiver, dead_letter: DeadLetter, events: list[Any]
+) -> None:
     batch = make_batch("ecs", events)
     sink = make_sink(es, dead_letter)
     sink.send(batch)
@@ -95,8 +98,9 @@ def test_a_replayed_batch_adds_no_duplicates(es: ElasticsearchReceiver, dead_let
     check_stored(es)
 
 
-def test_item_failures_are_handled_item_by_item(es: ElasticsearchReceiver, dead_letter: DeadLetter,
-                                                events: list[Any]) -> None:
+def test_item_failures_are_handled_item_by_item(
+    es: ElasticsearchReceiver, dead_letter: DeadLetter, events: list[Any]
+) -> None:
     throttled = [events[3].event_id, events[70].event_id]
     unavailable = events[71].event_id
     poison = {events[5].event_id, events[199].event_id}
@@ -109,8 +113,9 @@ def test_item_failures_are_handled_item_by_item(es: ElasticsearchReceiver, dead_
 
     dead = dead_entries(dead_letter)
     assert sorted(d["event_id"] for d in dead) == sorted(poison)
-    assert all("HTTP 400 document_parsing_exception: [1:42] failed to parse field [source.port]" in d["reason"]
-               for d in dead)
+    assert all(
+        "HTTP 400 document_parsing_exception: [1:42] failed to parse field [source.port]" in d["reason"] for d in dead
+    )
     docs = check_stored(es)
     assert sorted(docs) == sorted(e.event_id for e in events if e.event_id not in poison)
     assert es.attempts[throttled[0]] == 3 and es.attempts[throttled[1]] == 2 and es.attempts[unavailable] == 2
@@ -118,8 +123,9 @@ def test_item_failures_are_handled_item_by_item(es: ElasticsearchReceiver, dead_
     assert resent == {*throttled, unavailable}, "only the items that failed were sent again"
 
 
-def test_whole_request_overload_is_retried_after_retry_after(es: ElasticsearchReceiver, dead_letter: DeadLetter,
-                                                             events: list[Any]) -> None:
+def test_whole_request_overload_is_retried_after_retry_after(
+    es: ElasticsearchReceiver, dead_letter: DeadLetter, events: list[Any]
+) -> None:
     es.script(Action(503, retry_after="1"), Action(429, retry_after="1"), Action(502))
     sink = make_sink(es, dead_letter, max_in_flight=1)
     started = time.monotonic()
@@ -131,8 +137,9 @@ def test_whole_request_overload_is_retried_after_retry_after(es: ElasticsearchRe
     assert not dead_entries(dead_letter)
 
 
-def test_connections_dropped_mid_request_are_sent_again(es: ElasticsearchReceiver, dead_letter: DeadLetter,
-                                                        events: list[Any]) -> None:
+def test_connections_dropped_mid_request_are_sent_again(
+    es: ElasticsearchReceiver, dead_letter: DeadLetter, events: list[Any]
+) -> None:
     es.script(Action(drop=True), times=3)
     sink = make_sink(es, dead_letter)
     sink.send(make_batch("ecs", events))
@@ -165,8 +172,9 @@ def test_basic_auth(dead_letter: DeadLetter, events: list[Any], caplog: pytest.L
         assert "not-the-pa55word" not in str(raised.value) and "not-the-pa55word" not in caplog.text
 
 
-def test_a_forbidden_data_stream_stops_the_sink(es: ElasticsearchReceiver, dead_letter: DeadLetter,
-                                                events: list[Any]) -> None:
+def test_a_forbidden_data_stream_stops_the_sink(
+    es: ElasticsearchReceiver, dead_letter: DeadLetter, events: list[Any]
+) -> None:
     es.forbidden_streams.add(STREAM)
     sink = make_sink(es, dead_letter)
     with pytest.raises(SinkFatal, match=r"HTTP 403.*create_doc"):
@@ -204,8 +212,9 @@ def test_a_request_elasticsearch_cannot_read_is_narrowed_to_the_bad_document(
     assert len(es.docs(STREAM)) == 63
 
 
-def test_ocsf_documents_get_the_timestamp_a_data_stream_needs(es: ElasticsearchReceiver, dead_letter: DeadLetter,
-                                                              events: list[Any]) -> None:
+def test_ocsf_documents_get_the_timestamp_a_data_stream_needs(
+    es: ElasticsearchReceiver, dead_letter: DeadLetter, events: list[Any]
+) -> None:
     sink = make_sink(es, dead_letter, format="ocsf", data_stream="logs-azure.nsg_flow_ocsf-default")
     batch = make_batch("ocsf", events[:40])
     sink.send(batch)

@@ -147,7 +147,11 @@ def test_an_invalid_event_is_dead_lettered_alone(hec: HecReceiver, dead_letter: 
     [(401, {"text": "Invalid authorization", "code": 3}), (403, {"text": "Token disabled", "code": 1})],
 )
 def test_scripted_auth_failures_stop_the_sink(
-    hec: HecReceiver, dead_letter: DeadLetter, events: list[Any], status: int, body: dict[str, Any],
+    hec: HecReceiver,
+    dead_letter: DeadLetter,
+    events: list[Any],
+    status: int,
+    body: dict[str, Any],
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     hec.script(Action(status, body))
@@ -325,7 +329,8 @@ def test_a_client_certificate_is_presented_when_configured(
         without = make_sink(hec, dead_letter, tls_ca_file=str(server.cert))
         with pytest.raises(SinkFatal, match="certificate"):
             without.send(make_batch("ecs", events[:5]))
-        with_cert = make_sink(hec, dead_letter, tls_ca_file=str(server.cert), tls_cert_file=str(client.cert),
-                              tls_key_file=str(client.key))
+        with_cert = make_sink(
+            hec, dead_letter, tls_ca_file=str(server.cert), tls_cert_file=str(client.cert), tls_key_file=str(client.key)
+        )
         with_cert.send(make_batch("ecs", events[:5]))
         assert sorted(indexed_ids(hec)) == sorted(e.event_id for e in events[:5])

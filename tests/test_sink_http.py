@@ -38,8 +38,7 @@ def dead_letter(tmp_path: Path) -> DeadLetter:
     return DeadLetter(tmp_path / "dead-letter.ndjson")
 
 
-def make_sink(receiver: NdjsonReceiver, dead_letter: DeadLetter, retry: RetryPolicy | None = None,
-              **cfg: Any) -> Sink:
+def make_sink(receiver: NdjsonReceiver, dead_letter: DeadLetter, retry: RetryPolicy | None = None, **cfg: Any) -> Sink:
     table = {
         "type": "http",
         "url": receiver.url + "/ingest",
@@ -89,8 +88,9 @@ def test_cef_goes_as_plain_text_lines(collector: NdjsonReceiver, dead_letter: De
 
 
 @pytest.mark.parametrize("status", [408, 429, 500, 502, 503, 504])
-def test_transient_statuses_are_retried(collector: NdjsonReceiver, dead_letter: DeadLetter, events: list[Any],
-                                        status: int) -> None:
+def test_transient_statuses_are_retried(
+    collector: NdjsonReceiver, dead_letter: DeadLetter, events: list[Any], status: int
+) -> None:
     collector.script(Action(status, "busy"), times=2)
     make_sink(collector, dead_letter).send(make_batch("ecs", events[:20]))
     assert ids(collector.lines) == sorted(e.event_id for e in events[:20])
@@ -135,8 +135,9 @@ def test_a_wrong_path_stops_the_sink(collector: NdjsonReceiver, dead_letter: Dea
         sink.send(make_batch("ecs", events[:5]))
 
 
-def test_a_query_string_is_kept_but_never_shown(dead_letter: DeadLetter, events: list[Any],
-                                                caplog: pytest.LogCaptureFixture) -> None:
+def test_a_query_string_is_kept_but_never_shown(
+    dead_letter: DeadLetter, events: list[Any], caplog: pytest.LogCaptureFixture
+) -> None:
     with NdjsonReceiver("/ingest") as collector:
         collector.script(Action(503, "busy"))
         sink = make_sink(collector, dead_letter, url=collector.url + "/ingest?sig=Zm9vYmFyc2VjcmV0")
@@ -149,8 +150,9 @@ def test_a_query_string_is_kept_but_never_shown(dead_letter: DeadLetter, events:
         assert not any("Zm9vYmFyc2VjcmV0" in m for m in ours)
 
 
-def test_connections_dropped_mid_request_are_sent_again(collector: NdjsonReceiver, dead_letter: DeadLetter,
-                                                        events: list[Any]) -> None:
+def test_connections_dropped_mid_request_are_sent_again(
+    collector: NdjsonReceiver, dead_letter: DeadLetter, events: list[Any]
+) -> None:
     collector.script(Action(drop=True), times=3)
     make_sink(collector, dead_letter).send(make_batch("ecs", events))
     assert ids(collector.lines) == sorted(e.event_id for e in events)
@@ -210,8 +212,11 @@ def test_a_fatal_answer_stops_the_other_requests_of_the_batch(
 # -- the config schema fragments of the three HTTP sinks ------------------------------------------
 
 FRAGMENTS = Path(__file__).resolve().parents[1] / "schemas" / "fragments"
-SINK_MODULES = {"splunk_hec": "forwarder.sinks.splunk_hec", "elasticsearch": "forwarder.sinks.elasticsearch",
-                "http": "forwarder.sinks.http"}
+SINK_MODULES = {
+    "splunk_hec": "forwarder.sinks.splunk_hec",
+    "elasticsearch": "forwarder.sinks.elasticsearch",
+    "http": "forwarder.sinks.http",
+}
 MINIMAL = {
     "splunk_hec": {"type": "splunk_hec", "url": "https://splunk.example.net:8088", "token": "x" * 36},
     "elasticsearch": {"type": "elasticsearch", "url": "https://es.example.net:9200", "api_key": "k" * 40},
@@ -252,8 +257,10 @@ def test_fragment_lists_exactly_the_keys_the_sink_takes_with_its_defaults(kind: 
         ("splunk_hec", {"type": "splunk_hec", "url": "https://s:8088", "token": "t", "channel": "nope"}),
         ("splunk_hec", {"type": "splunk_hec", "url": "https://u:p@s:8088", "token": "t"}),
         ("elasticsearch", {"type": "elasticsearch", "url": "https://es:9200", "format": "cef"}),
-        ("elasticsearch", {"type": "elasticsearch", "url": "https://es:9200", "api_key": "k", "username": "u",
-                           "password": "p"}),
+        (
+            "elasticsearch",
+            {"type": "elasticsearch", "url": "https://es:9200", "api_key": "k", "username": "u", "password": "p"},
+        ),
         ("elasticsearch", {"type": "elasticsearch", "url": "https://es:9200", "username": "u"}),
         ("elasticsearch", {"type": "elasticsearch", "url": "https://es:9200", "data_stream": "Logs-X"}),
         ("http", {"type": "http", "url": "https://c/in", "headers": {"Content-Length": "1"}}),
@@ -273,7 +280,23 @@ def test_fragment_rejects_what_the_sink_rejects(kind: str, table: dict[str, Any]
 def test_the_design_examples_validate() -> None:
     _, hec = fragment("splunk_hec")
     _, es = fragment("elasticsearch")
-    assert not list(hec.iter_errors({"type": "splunk_hec", "url": "https://splunk.example.net:8088",
-                                     "token": "${HEC_TOKEN}", "sourcetype": "azure:nsg:flow"}))
-    assert not list(es.iter_errors({"type": "elasticsearch", "url": "https://es.example.net:9200",
-                                    "api_key": "${ES_API_KEY}", "data_stream": "logs-azure.nsg_flow-default"}))
+    assert not list(
+        hec.iter_errors(
+            {
+                "type": "splunk_hec",
+                "url": "https://splunk.example.net:8088",
+                "token": "${HEC_TOKEN}",
+                "sourcetype": "azure:nsg:flow",
+            }
+        )
+    )
+    assert not list(
+        es.iter_errors(
+            {
+                "type": "elasticsearch",
+                "url": "https://es.example.net:9200",
+                "api_key": "${ES_API_KEY}",
+                "data_stream": "logs-azure.nsg_flow-default",
+            }
+        )
+    )

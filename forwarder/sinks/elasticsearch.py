@@ -163,8 +163,9 @@ class ElasticsearchSink:
                 return resp
             pending = self._items(batch, pending, resp, what)
             if pending:
-                raise TransientError(f"{what}: Elasticsearch asked to send {len(pending)} documents again "
-                                     "(HTTP 429 or 5xx per item)")
+                raise TransientError(
+                    f"{what}: Elasticsearch asked to send {len(pending)} documents again (HTTP 429 or 5xx per item)"
+                )
             return resp
 
         try:
@@ -185,14 +186,20 @@ class ElasticsearchSink:
         error = doc.get("error") if isinstance(doc, dict) else None
         etype = error.get("type") if isinstance(error, dict) else None
         if etype in _INVALID_NAME and isinstance(error, dict) and "index" in str(error.get("reason", "")).lower():
-            raise SinkFatal(f"sink {self.name}: {where}: data_stream {self.data_stream!r} is not a valid name: "
-                            f"{resp.excerpt(self._redact, 200)}")
+            raise SinkFatal(
+                f"sink {self.name}: {where}: data_stream {self.data_stream!r} is not a valid name: "
+                f"{resp.excerpt(self._redact, 200)}"
+            )
         if resp.status == 400:
-            self._split(batch, pending, todo, f"Elasticsearch rejected the request: HTTP 400 "
-                        f"{resp.excerpt(self._redact)}")
+            self._split(
+                batch, pending, todo, f"Elasticsearch rejected the request: HTTP 400 {resp.excerpt(self._redact)}"
+            )
             return
-        self._reject(batch, pending, f"Elasticsearch rejected the request: HTTP {resp.status} "
-                     f"{resp.excerpt(self._redact)}".rstrip())
+        self._reject(
+            batch,
+            pending,
+            f"Elasticsearch rejected the request: HTTP {resp.status} {resp.excerpt(self._redact)}".rstrip(),
+        )
 
     def _items(self, batch: Batch, sent: Work, resp: Response, what: str) -> list[int]:
         """Account for every item of a 2xx answer; return the indexes to send again."""
@@ -202,16 +209,19 @@ class ElasticsearchSink:
             return []
         doc = resp.json()
         if not isinstance(doc, dict):
-            raise TransientError(f"{what}: HTTP {resp.status} but the body is not a bulk response: "
-                                 f"{resp.excerpt(self._redact, 160)}")
+            raise TransientError(
+                f"{what}: HTTP {resp.status} but the body is not a bulk response: {resp.excerpt(self._redact, 160)}"
+            )
         if doc.get("errors") is False:
             self._count(len(sent))
             return []
         items = doc.get("items")
         if not isinstance(items, list) or len(items) != len(sent):
             # Sending all again is safe: what was stored comes back 409.
-            raise TransientError(f"{what}: bulk response has {len(items) if isinstance(items, list) else 'no'} "
-                                 f"items for {len(sent)} documents")
+            raise TransientError(
+                f"{what}: bulk response has {len(items) if isinstance(items, list) else 'no'} "
+                f"items for {len(sent)} documents"
+            )
         again: list[int] = []
         rejected: dict[str, list[int]] = {}
         stored = duplicates = 0
@@ -250,11 +260,12 @@ class ElasticsearchSink:
         if status == 401:
             return " (check api_key, or username and password)"
         if status == 403:
-            return (f" (the user or API key needs the create_doc and auto_configure privileges on "
-                    f"{self.data_stream!r})")
+            return f" (the user or API key needs the create_doc and auto_configure privileges on {self.data_stream!r})"
         if status == 404:
-            return (f"; does an index template match {self.data_stream!r} (Elastic's logs-*-* does), "
-                    "and is url the Elasticsearch address without a path?")
+            return (
+                f"; does an index template match {self.data_stream!r} (Elastic's logs-*-* does), "
+                "and is url the Elasticsearch address without a path?"
+            )
         return ""
 
     def _split(self, batch: Batch, work: Work, todo: deque[Work], alone: str) -> None:
@@ -301,8 +312,10 @@ def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retr
         raise SinkConfigError(f"sink {name}: url is the Elasticsearch address, without /_bulk")
     data_stream = get_str(cfg, "data_stream", name, DEFAULT_DATA_STREAM[fmt]) or DEFAULT_DATA_STREAM[fmt]
     if data_stream != data_stream.lower() or any(c in data_stream for c in ' "*\\<|,>/?#:') or data_stream[0] in "-_+.":
-        raise SinkConfigError(f"sink {name}: data_stream {data_stream!r} is not a valid Elasticsearch index name "
-                              "(lower case, no spaces or any of \"*\\<|,>/?#:, not starting with -_+.)")
+        raise SinkConfigError(
+            f"sink {name}: data_stream {data_stream!r} is not a valid Elasticsearch index name "
+            '(lower case, no spaces or any of "*\\<|,>/?#:, not starting with -_+.)'
+        )
     authorization, secrets = _authorization(cfg, name)
     return ElasticsearchSink(
         name,

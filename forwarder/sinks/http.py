@@ -135,12 +135,21 @@ class HttpSink:
             todo.appendleft((mid, end))
             todo.appendleft((start, mid))
             return
-        fatal = fatal_for_status(resp, self.name, f"{self._where}", self._redact,
-                                 " (check the credentials in headers)" if resp.status in (401, 403) else "")
+        fatal = fatal_for_status(
+            resp,
+            self.name,
+            f"{self._where}",
+            self._redact,
+            " (check the credentials in headers)" if resp.status in (401, 403) else "",
+        )
         if fatal is not None:
             raise fatal
-        self._reject(batch, start, end, f"the receiver rejected the request: HTTP {resp.status} "
-                     f"{resp.excerpt(self._redact)}".rstrip())
+        self._reject(
+            batch,
+            start,
+            end,
+            f"the receiver rejected the request: HTTP {resp.status} {resp.excerpt(self._redact)}".rstrip(),
+        )
 
     def _reject(self, batch: Batch, start: int, end: int, reason: str) -> None:
         self._dead_letter.write(self.name, reason, [(batch.events[i], batch.lines[i]) for i in range(start, end)])

@@ -114,8 +114,12 @@ def _get(cfg: Mapping[str, Any], key: str, kind: type | tuple[type, ...], defaul
 
 def _kind_name(kind: type | tuple[type, ...]) -> str:
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    return " or ".join({"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false"}.get(
-        k.__name__, k.__name__) for k in kinds)
+    return " or ".join(
+        {"str": "a string", "int": "an integer", "float": "a number", "bool": "true or false"}.get(
+            k.__name__, k.__name__
+        )
+        for k in kinds
+    )
 
 
 def get_str(cfg: Mapping[str, Any], key: str, name: str, default: str | None = None) -> str | None:
@@ -400,8 +404,11 @@ class HttpClient:
 
     def open(self) -> None:
         s = self.settings
-        for key, path in (("tls_ca_file", s.tls_ca_file), ("tls_cert_file", s.tls_cert_file),
-                          ("tls_key_file", s.tls_key_file)):
+        for key, path in (
+            ("tls_ca_file", s.tls_ca_file),
+            ("tls_cert_file", s.tls_cert_file),
+            ("tls_key_file", s.tls_key_file),
+        ):
             if path and not os.access(path, os.R_OK):
                 raise SinkFatal(f"sink {self.sink}: {key} {path} does not exist or is not readable")
         kw: dict[str, Any] = {
@@ -422,7 +429,8 @@ class HttpClient:
                 kw["assert_hostname"] = False
                 log.warning(
                     "TLS certificate verification is off: the sink trusts any server. sink=%s url=%s",
-                    self.sink, self._where,
+                    self.sink,
+                    self._where,
                 )
             if s.tls_cert_file:
                 kw["cert_file"] = s.tls_cert_file
@@ -463,13 +471,15 @@ class HttpClient:
             url += ("&" if "?" in url else "?") + self.settings.query
         try:
             try:
-                raw = self._pool.urlopen(method, url, body=body, headers=headers, redirect=False,
-                                         preload_content=True, decode_content=True)
+                raw = self._pool.urlopen(
+                    method, url, body=body, headers=headers, redirect=False, preload_content=True, decode_content=True
+                )
             except urllib3.exceptions.ProtocolError:
                 # A pooled keep-alive connection the server has closed fails on first use; one fresh
                 # connection tells that apart from a real outage without waiting a backoff step.
-                raw = self._pool.urlopen(method, url, body=body, headers=headers, redirect=False,
-                                         preload_content=True, decode_content=True)
+                raw = self._pool.urlopen(
+                    method, url, body=body, headers=headers, redirect=False, preload_content=True, decode_content=True
+                )
         except urllib3.exceptions.SSLError as exc:
             text = str(exc)
             lowered = text.lower()

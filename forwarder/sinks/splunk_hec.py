@@ -265,20 +265,30 @@ class SplunkHecSink:
                 return
             self._split(batch, start, end, todo, reason)
             return
-        self._reject(batch, start, end, f"Splunk HEC rejected the request: HTTP {resp.status} "
-                     f"{resp.excerpt(self._redact)}".rstrip())
+        self._reject(
+            batch,
+            start,
+            end,
+            f"Splunk HEC rejected the request: HTTP {resp.status} {resp.excerpt(self._redact)}".rstrip(),
+        )
 
     def _fatal(self, resp: Response, code: Any) -> SinkFatal | None:
         where = f"Splunk HEC at {self._where}"
         if resp.status == 400 and code == 7:
-            return SinkFatal(f"sink {self.name}: {where}: the token may not write to index {self.index!r} "
-                             "(HEC code 7, Incorrect index): add it to the token's allowed indexes or change index")
+            return SinkFatal(
+                f"sink {self.name}: {where}: the token may not write to index {self.index!r} "
+                "(HEC code 7, Incorrect index): add it to the token's allowed indexes or change index"
+            )
         if resp.status == 400 and code in (10, 11):
-            return SinkFatal(f"sink {self.name}: {where}: the token needs a valid channel (HEC code {code}): "
-                             "set channel to a GUID, or ack = true")
+            return SinkFatal(
+                f"sink {self.name}: {where}: the token needs a valid channel (HEC code {code}): "
+                "set channel to a GUID, or ack = true"
+            )
         if resp.status == 400 and code == 14:
-            return SinkFatal(f"sink {self.name}: {where}: ack = true but indexer acknowledgement is off for the "
-                             "token (HEC code 14): turn it on, or set ack = false")
+            return SinkFatal(
+                f"sink {self.name}: {where}: ack = true but indexer acknowledgement is off for the "
+                "token (HEC code 14): turn it on, or set ack = false"
+            )
         hint = ""
         if resp.status in (401, 403):
             hint = f" (check token: HEC code {code})" if code is not None else " (check token)"
@@ -299,9 +309,7 @@ class SplunkHecSink:
         todo.appendleft((start, mid))
 
     def _reject(self, batch: Batch, start: int, end: int, reason: str) -> None:
-        self._dead_letter.write(
-            self.name, reason, [(batch.events[i], batch.lines[i]) for i in range(start, end)]
-        )
+        self._dead_letter.write(self.name, reason, [(batch.events[i], batch.lines[i]) for i in range(start, end)])
 
     # -- indexer acknowledgement ---------------------------------------------------------------
 
@@ -328,8 +336,11 @@ class SplunkHecSink:
             try:
                 resp = self._retry.call(poll, what, sink=self.name)
             except RetriesExhausted as exc:
-                log.warning("Could not poll HEC acknowledgements, polling on until ack_timeout: sink=%s error=%s",
-                            self.name, exc)
+                log.warning(
+                    "Could not poll HEC acknowledgements, polling on until ack_timeout: sink=%s error=%s",
+                    self.name,
+                    exc,
+                )
                 resp = None
             if resp is not None:
                 doc = resp.json()
@@ -343,13 +354,20 @@ class SplunkHecSink:
                     fatal = self._fatal(resp, doc.get("code") if isinstance(doc, dict) else None)
                     if fatal is not None:
                         raise fatal
-                    log.warning("Unexpected answer to an HEC ack poll: sink=%s status=%d body=%s",
-                                self.name, resp.status, resp.excerpt(self._redact))
+                    log.warning(
+                        "Unexpected answer to an HEC ack poll: sink=%s status=%d body=%s",
+                        self.name,
+                        resp.status,
+                        resp.excerpt(self._redact),
+                    )
             if awaiting and time.monotonic() >= deadline:
                 log.warning(
                     "HEC did not confirm indexing in time, sending those events again: sink=%s requests=%d "
                     "events=%d ack_timeout_s=%g",
-                    self.name, len(awaiting), sum(e - s for s, e in awaiting.values()), self.ack_timeout,
+                    self.name,
+                    len(awaiting),
+                    sum(e - s for s, e in awaiting.values()),
+                    self.ack_timeout,
                 )
                 todo.extend(sorted(awaiting.values()))
                 awaiting.clear()
@@ -401,4 +419,3 @@ def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retr
         retry=retry,
     )
     return sink
-

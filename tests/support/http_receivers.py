@@ -105,9 +105,7 @@ def make_self_signed(directory: Path, name: str = "localhost") -> TlsFiles:
     files = TlsFiles(directory / f"{name}.crt", directory / f"{name}.key")
     files.cert.write_bytes(cert.public_bytes(serialization.Encoding.PEM))
     files.key.write_bytes(
-        key.private_bytes(
-            serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-        )
+        key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption())
     )
     return files
 
@@ -282,10 +280,21 @@ class Receiver:
 # -- Splunk HEC ----------------------------------------------------------------------------------
 
 _HEC_TEXT = {
-    0: "Success", 1: "Token disabled", 2: "Token is required", 3: "Invalid authorization", 4: "Invalid token",
-    5: "No data", 6: "Invalid data format", 7: "Incorrect index", 8: "Internal server error", 9: "Server is busy",
-    10: "Data channel is missing", 11: "Invalid data channel", 12: "Event field is required",
-    13: "Event field cannot be blank", 14: "ACK is disabled",
+    0: "Success",
+    1: "Token disabled",
+    2: "Token is required",
+    3: "Invalid authorization",
+    4: "Invalid token",
+    5: "No data",
+    6: "Invalid data format",
+    7: "Incorrect index",
+    8: "Internal server error",
+    9: "Server is busy",
+    10: "Data channel is missing",
+    11: "Invalid data channel",
+    12: "Event field is required",
+    13: "Event field cannot be blank",
+    14: "ACK is disabled",
 }
 
 
@@ -548,9 +557,16 @@ class ElasticsearchReceiver(Receiver):
         if self.max_content_length is not None and len(body) > self.max_content_length:
             return Reply(413, b"", "text/plain")
         if target is not None and target in self.forbidden_streams:
-            return reply(403, {"error": {"type": "security_exception",
-                                         "reason": f"action [indices:data/write/bulk] is unauthorized on [{target}]"},
-                               "status": 403})
+            return reply(
+                403,
+                {
+                    "error": {
+                        "type": "security_exception",
+                        "reason": f"action [indices:data/write/bulk] is unauthorized on [{target}]",
+                    },
+                    "status": 403,
+                },
+            )
         if self.count_only:
             n = body.count(b"\n") // 2
             with self.lock:
@@ -561,12 +577,24 @@ class ElasticsearchReceiver(Receiver):
         if lines and lines[-1] == "":
             lines.pop()
         else:
-            return reply(400, {"error": {"type": "illegal_argument_exception",
-                                         "reason": "The bulk request must be terminated by a newline [\\n]"},
-                               "status": 400})
+            return reply(
+                400,
+                {
+                    "error": {
+                        "type": "illegal_argument_exception",
+                        "reason": "The bulk request must be terminated by a newline [\\n]",
+                    },
+                    "status": 400,
+                },
+            )
         if len(lines) % 2:
-            return reply(400, {"error": {"type": "illegal_argument_exception",
-                                         "reason": "Malformed action/metadata line"}, "status": 400})
+            return reply(
+                400,
+                {
+                    "error": {"type": "illegal_argument_exception", "reason": "Malformed action/metadata line"},
+                    "status": 400,
+                },
+            )
         items: list[dict[str, Any]] = []
         errors = False
         started = time.monotonic()
@@ -588,8 +616,11 @@ class ElasticsearchReceiver(Receiver):
             return error(400, "action_request_validation_exception", "Validation Failed: 1: index is missing;")
         data_stream = index.startswith(("logs-", "metrics-", "traces-")) and index.count("-") >= 2
         if data_stream and op != "create":
-            return error(400, "illegal_argument_exception",
-                         f"only write ops with an op_type of create are allowed in data streams [{index}]")
+            return error(
+                400,
+                "illegal_argument_exception",
+                f"only write ops with an op_type of create are allowed in data streams [{index}]",
+            )
         with self.lock:
             if doc_id is not None:
                 self.attempts[doc_id] += 1
@@ -599,23 +630,28 @@ class ElasticsearchReceiver(Receiver):
                     kind = "es_rejected_execution_exception" if status == 429 else "unavailable_shards_exception"
                     return error(status, kind, f"scripted {status} for this item")
             if doc_id is not None and doc_id in self.poison:
-                return error(400, "document_parsing_exception",
-                             "[1:42] failed to parse field [source.port] of type [long] in document with id "
-                             f"'{doc_id}'. Preview of field's value: 'not-a-port'")
+                return error(
+                    400,
+                    "document_parsing_exception",
+                    "[1:42] failed to parse field [source.port] of type [long] in document with id "
+                    f"'{doc_id}'. Preview of field's value: 'not-a-port'",
+                )
             try:
                 doc = json.loads(source)
             except ValueError as exc:
                 return error(400, "document_parsing_exception", f"failed to parse: {exc}")
             if data_stream and "@timestamp" not in doc:
-                return error(400, "document_parsing_exception",
-                             "data stream timestamp field [@timestamp] is missing")
+                return error(400, "document_parsing_exception", "data stream timestamp field [@timestamp] is missing")
             store = self.streams.setdefault(index, {})
             if doc_id is None:
                 doc_id = uuid.uuid4().hex
             if doc_id in store:
                 if op == "create":
-                    return error(409, "version_conflict_engine_exception",
-                                 f"[{doc_id}]: version conflict, document already exists (current version [1])")
+                    return error(
+                        409,
+                        "version_conflict_engine_exception",
+                        f"[{doc_id}]: version conflict, document already exists (current version [1])",
+                    )
                 store[doc_id] = doc
                 return {"_index": index, "_id": doc_id, "status": 200, "result": "updated"}
             store[doc_id] = doc
