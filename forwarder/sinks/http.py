@@ -19,13 +19,11 @@ from typing import Any
 from forwarder.formats import FORMATS
 from forwarder.sinks.base import Batch, Sink
 from forwarder.sinks.deadletter import DeadLetter
+from forwarder.sinks.http_batching import PART, Aborted, InFlight, spans
 from forwarder.sinks.http_common import (
     COMMON_KEYS,
-    PART,
-    Aborted,
     HttpClient,
     HttpSettings,
-    InFlight,
     Redactor,
     Response,
     SinkConfigError,
@@ -35,7 +33,6 @@ from forwarder.sinks.http_common import (
     raise_if_transient,
     safe_url,
     settings_from,
-    spans,
 )
 from forwarder.sinks.retry import RetriesExhausted, RetryPolicy
 

@@ -39,13 +39,11 @@ import orjson
 from forwarder.formats import FORMATS
 from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
+from forwarder.sinks.http_batching import Aborted, Framed, InFlight, spans
 from forwarder.sinks.http_common import (
     COMMON_KEYS,
-    Aborted,
-    Framed,
     HttpClient,
     HttpSettings,
-    InFlight,
     Redactor,
     Response,
     SinkConfigError,
@@ -58,7 +56,6 @@ from forwarder.sinks.http_common import (
     safe_url,
     secret,
     settings_from,
-    spans,
 )
 from forwarder.sinks.retry import Interrupted, RetriesExhausted, RetryPolicy
 
