@@ -13,28 +13,22 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
-from functools import partial
 from typing import Any
 
 from forwarder.formats import FORMATS
 from forwarder.sinks.base import Batch, Sink
 from forwarder.sinks.deadletter import DeadLetter
-from forwarder.sinks.http_batching import PART, Aborted, InFlight, spans
+from forwarder.sinks.http_batching import PART, Framing, HttpBatchSink, Work
 from forwarder.sinks.http_common import (
     COMMON_KEYS,
-    HttpClient,
     HttpSettings,
-    Redactor,
-    Response,
     SinkConfigError,
     check_keys,
     fatal_for_status,
     get_str,
-    raise_if_transient,
-    safe_url,
     settings_from,
 )
-from forwarder.sinks.retry import RetriesExhausted, RetryPolicy
+from forwarder.sinks.retry import RetryPolicy
 
 log = logging.getLogger("forwarder.sinks.http")
 
@@ -47,7 +41,33 @@ _RESERVED = frozenset({"content-length", "content-encoding", "transfer-encoding"
 KEYS = COMMON_KEYS | {"headers", "method"}
 
 
-class HttpSink:
+class NdjsonLines:
+    """A batch's formatted lines as request text: each line and a newline, no framing."""
+
+    __slots__ = ("lines",)
+
+    def __init__(self, lines: Sequence[str]):
+        self.lines = lines
+
+    def sizes(self) -> list[int]:
+        return [n + 1 for n in map(len, self.lines)]
+
+    def parts(self, work: Work) -> Iterator[str]:
+        lines = self.lines
+        if isinstance(work, range) and work.step == 1:
+            for i in range(work.start, work.stop, PART):
+                yield "\n".join(lines[i : min(i + PART, work.stop)])
+                yield "\n"
+            return
+        for i in range(0, len(work), PART):
+            yield "\n".join([lines[k] for k in work[i : i + PART]])
+            yield "\n"
+
+
+class HttpSink(HttpBatchSink):
+    peer = "the receiver"
+    undelivered = "not delivered"
+
     def __init__(
         self,
         name: str,
@@ -59,103 +79,40 @@ class HttpSink:
         dead_letter: DeadLetter,
         retry: RetryPolicy,
     ):
-        self.name = name
-        self.format = fmt
-        self.settings = settings
-        self.method = method
-        self._dead_letter = dead_letter
-        self._retry = retry
-        self._redact = Redactor(headers.values())
-        self._client = HttpClient(settings, name, self._redact)
-        self._where = safe_url(settings.url)
-        self._headers = {"Content-Type": CONTENT_TYPES[fmt]}
+        sent = {"Content-Type": CONTENT_TYPES[fmt]}
         if any(key.lower() == "content-type" for key in headers):
-            del self._headers["Content-Type"]
-        self._headers.update(headers)
-        self.delivered = 0
-        self._lock = threading.Lock()
-        self._in_flight = InFlight(settings.max_in_flight, name)
+            del sent["Content-Type"]
+        sent.update(headers)
+        super().__init__(
+            name,
+            fmt,
+            settings,
+            method=method,
+            headers=sent,
+            secrets=headers.values(),
+            dead_letter=dead_letter,
+            retry=retry,
+        )
 
-    def open(self) -> None:
-        self._client.open()
+    def _frame(self, batch: Batch) -> Framing:
+        return NdjsonLines(batch.lines)
 
-    def reopen(self) -> None:
-        self._client.reopen()
-
-    def close(self) -> None:
-        self._in_flight.close()
-        self._client.close()
-
-    def send(self, batch: Batch) -> None:
-        lines = batch.lines
-        if not lines:
+    def _post(self, batch: Batch, framed: Framing, work: Work, todo: deque[Work], abort: threading.Event) -> None:
+        got = self._exchange(batch, framed, work, f"{self.method} of {len(work)} events from {batch.source}", abort)
+        if got is None:
             return
-        sizes = [n + 1 for n in map(len, lines)]
-        jobs = [
-            partial(self._deliver, batch, start, end)
-            for start, end in spans(sizes, self.settings.batch_max_events, self.settings.batch_max_bytes)
-        ]
-        self._in_flight.run(jobs)
-
-    def _deliver(self, batch: Batch, start: int, end: int, abort: threading.Event) -> None:
-        todo: deque[tuple[int, int]] = deque([(start, end)])
-        while todo:
-            s, e = todo.popleft()
-            self._post(batch, s, e, todo, abort)
-
-    def _post(self, batch: Batch, start: int, end: int, todo: deque[tuple[int, int]], abort: threading.Event) -> None:
-        headers = dict(self._headers)
-        body = self._client.body(_ndjson_parts(batch.lines, start, end), headers)
-        what = f"{self.method} of {end - start} events from {batch.source}"
-
-        def attempt() -> Response:
-            if abort.is_set():
-                raise Aborted
-            resp = self._client.request(self.method, "", body, headers, what)
-            raise_if_transient(resp, what, self._redact)
-            return resp
-
-        try:
-            resp = self._retry.call(attempt, what, sink=self.name)
-        except RetriesExhausted as exc:
-            self._reject(batch, start, end, f"not delivered: {exc}")
-            return
+        resp, _ = got
         if 200 <= resp.status < 300:
-            with self._lock:
-                self.delivered += end - start
+            self._count(len(work))
             return
         if resp.status == 413:
-            if end - start == 1:
-                self._reject(batch, start, end, "HTTP 413: the event alone is larger than the receiver accepts")
-                return
-            mid = (start + end) // 2
-            todo.appendleft((mid, end))
-            todo.appendleft((start, mid))
+            self._split(batch, work, todo, "HTTP 413: the event alone is larger than the receiver accepts")
             return
-        fatal = fatal_for_status(
-            resp,
-            self.name,
-            f"{self._where}",
-            self._redact,
-            " (check the credentials in headers)" if resp.status in (401, 403) else "",
-        )
+        hint = " (check the credentials in headers)" if resp.status in (401, 403) else ""
+        fatal = fatal_for_status(resp, self.name, self._where, self._redact, hint)
         if fatal is not None:
             raise fatal
-        self._reject(
-            batch,
-            start,
-            end,
-            f"the receiver rejected the request: HTTP {resp.status} {resp.excerpt(self._redact)}".rstrip(),
-        )
-
-    def _reject(self, batch: Batch, start: int, end: int, reason: str) -> None:
-        self._dead_letter.write(self.name, reason, [(batch.events[i], batch.lines[i]) for i in range(start, end)])
-
-
-def _ndjson_parts(lines: Sequence[str], start: int, end: int) -> Iterator[str]:
-    for i in range(start, end, PART):
-        yield "\n".join(lines[i : min(i + PART, end)])
-        yield "\n"
+        self._reject(batch, work, self._refused(resp))
 
 
 def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retry: RetryPolicy) -> Sink:
