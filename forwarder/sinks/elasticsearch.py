@@ -18,29 +18,24 @@ import logging
 import threading
 from collections import deque
 from collections.abc import Mapping, Sequence
-from functools import partial
 from typing import Any
 from urllib.parse import quote
 
 from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
-from forwarder.sinks.http_batching import Aborted, Framed, InFlight, spans
+from forwarder.sinks.http_batching import Framed, Framing, HttpBatchSink, Resend, Work
 from forwarder.sinks.http_common import (
     COMMON_KEYS,
-    HttpClient,
     HttpSettings,
-    Redactor,
     Response,
     SinkConfigError,
     check_keys,
     fatal_for_status,
     get_str,
-    raise_if_transient,
-    safe_url,
     secret,
     settings_from,
 )
-from forwarder.sinks.retry import RetriesExhausted, RetryPolicy, TransientError
+from forwarder.sinks.retry import RetryPolicy, TransientError
 
 log = logging.getLogger("forwarder.sinks.elasticsearch")
 
@@ -61,10 +56,11 @@ KEYS = COMMON_KEYS | {
     "pipeline",
 }
 
-Work = Sequence[int]  # indexes into the batch still to send in one request
 
+class ElasticsearchSink(HttpBatchSink):
+    peer = "Elasticsearch"
+    undelivered = "not delivered to Elasticsearch"
 
-class ElasticsearchSink:
     def __init__(
         self,
         name: str,
@@ -78,58 +74,30 @@ class ElasticsearchSink:
         dead_letter: DeadLetter,
         retry: RetryPolicy,
     ):
-        self.name = name
-        self.format = fmt
-        self.settings = settings
-        self.data_stream = data_stream
-        self._dead_letter = dead_letter
-        self._retry = retry
-        self._redact = Redactor(secrets)
-        self._client = HttpClient(settings, name, self._redact)
-        self._where = safe_url(settings.url)
-        self._path = f"/{quote(data_stream, safe='')}/_bulk?{_FILTER}"
+        path = f"/{quote(data_stream, safe='')}/_bulk?{_FILTER}"
         if pipeline:
-            self._path += f"&pipeline={quote(pipeline, safe='')}"
-        self._headers = {"Content-Type": "application/x-ndjson", "Accept": "application/json"}
+            path += f"&pipeline={quote(pipeline, safe='')}"
+        headers = {"Content-Type": "application/x-ndjson", "Accept": "application/json"}
         if authorization:
-            self._headers["Authorization"] = authorization
+            headers["Authorization"] = authorization
+        super().__init__(
+            name,
+            fmt,
+            settings,
+            path=path,
+            headers=headers,
+            secrets=secrets,
+            dead_letter=dead_letter,
+            retry=retry,
+        )
+        self.data_stream = data_stream
         # Data streams require @timestamp; ECS has it, OCSF has `time` only.
         self._add_timestamp = fmt != "ecs"
-        self.delivered = 0
         self.duplicates = 0  # documents that were already there (409): replays
-        self._lock = threading.Lock()
-        self._in_flight = InFlight(settings.max_in_flight, name)
-
-    # -- Sink protocol -------------------------------------------------------------------------
-
-    def open(self) -> None:
-        self._client.open()
-
-    def reopen(self) -> None:
-        self._client.reopen()
-
-    def close(self) -> None:
-        self._in_flight.close()
-        self._client.close()
-
-    def send(self, batch: Batch) -> None:
-        if not batch.lines:
-            return
-        framed = self._frame(batch)
-        jobs = [
-            partial(self._deliver, batch, framed, range(start, end))
-            for start, end in spans(framed.sizes(), self.settings.batch_max_events, self.settings.batch_max_bytes)
-        ]
-        self._in_flight.run(jobs)
-
-    def _deliver(self, batch: Batch, framed: Framed, work: Work, abort: threading.Event) -> None:
-        todo: deque[Work] = deque([work])
-        while todo:
-            self._post(batch, framed, todo.popleft(), todo, abort)
 
     # -- building ------------------------------------------------------------------------------
 
-    def _frame(self, batch: Batch) -> Framed:
+    def _frame(self, batch: Batch) -> Framing:
         lines = batch.lines
         events = batch.events
         # Event ids are hex digests and decimal indexes: nothing in them needs JSON escaping.
@@ -141,35 +109,12 @@ class ElasticsearchSink:
 
     # -- posting -------------------------------------------------------------------------------
 
-    def _post(self, batch: Batch, framed: Framed, work: Work, todo: deque[Work], abort: threading.Event) -> None:
-        pending: Work = work
+    def _post(self, batch: Batch, framed: Framing, work: Work, todo: deque[Work], abort: threading.Event) -> None:
         what = f"bulk request of {len(work)} events from {batch.source}"
-        built: tuple[Work, bytes, dict[str, str]] | None = None  # kept while an outage repeats the same body
-
-        def attempt() -> Response:
-            nonlocal pending, built
-            if abort.is_set():
-                raise Aborted
-            if built is None or built[0] is not pending:
-                headers = dict(self._headers)
-                built = (pending, self._client.body(framed.parts(pending), headers), headers)
-            _, body, headers = built
-            resp = self._client.request("POST", self._path, body, headers, what)
-            raise_if_transient(resp, what, self._redact)
-            if not 200 <= resp.status < 300:
-                return resp
-            pending = self._items(batch, pending, resp, what)
-            if pending:
-                raise TransientError(
-                    f"{what}: Elasticsearch asked to send {len(pending)} documents again (HTTP 429 or 5xx per item)"
-                )
-            return resp
-
-        try:
-            resp = self._retry.call(attempt, what, sink=self.name)
-        except RetriesExhausted as exc:
-            self._reject(batch, pending, f"not delivered to Elasticsearch: {exc}")
+        got = self._exchange(batch, framed, work, what, abort, lambda sent, resp: self._items(batch, sent, resp, what))
+        if got is None:
             return
+        resp, pending = got
         if 200 <= resp.status < 300:
             return
         where = f"Elasticsearch at {self._where}"
@@ -192,18 +137,14 @@ class ElasticsearchSink:
                 batch, pending, todo, f"Elasticsearch rejected the request: HTTP 400 {resp.excerpt(self._redact)}"
             )
             return
-        self._reject(
-            batch,
-            pending,
-            f"Elasticsearch rejected the request: HTTP {resp.status} {resp.excerpt(self._redact)}".rstrip(),
-        )
+        self._reject(batch, pending, self._refused(resp))
 
-    def _items(self, batch: Batch, sent: Work, resp: Response, what: str) -> list[int]:
-        """Account for every item of a 2xx answer; return the indexes to send again."""
+    def _items(self, batch: Batch, sent: Work, resp: Response, what: str) -> None:
+        """Account for every item of a 2xx answer; raise Resend with the ones to send again."""
         # Elasticsearch writes "errors" before "items": the common all-created answer needs no parse.
         if b'"errors":false' in resp.data[:64]:
             self._count(len(sent))
-            return []
+            return
         doc = resp.json()
         if not isinstance(doc, dict):
             raise TransientError(
@@ -211,7 +152,7 @@ class ElasticsearchSink:
             )
         if doc.get("errors") is False:
             self._count(len(sent))
-            return []
+            return
         items = doc.get("items")
         if not isinstance(items, list) or len(items) != len(sent):
             # Sending all again is safe: what was stored comes back 409.
@@ -246,11 +187,14 @@ class ElasticsearchSink:
         self._count(stored + duplicates, duplicates)
         for text, indexes in rejected.items():
             self._reject(batch, indexes, text)
-        return again
+        if again:
+            raise Resend(
+                f"{what}: Elasticsearch asked to send {len(again)} documents again (HTTP 429 or 5xx per item)", again
+            )
 
-    def _count(self, delivered: int, duplicates: int = 0) -> None:
+    def _count(self, n: int, duplicates: int = 0) -> None:
         with self._lock:
-            self.delivered += delivered
+            self.delivered += n
             self.duplicates += duplicates
 
     def _hint(self, status: int) -> str:
@@ -264,17 +208,6 @@ class ElasticsearchSink:
                 "and is url the Elasticsearch address without a path?"
             )
         return ""
-
-    def _split(self, batch: Batch, work: Work, todo: deque[Work], alone: str) -> None:
-        if len(work) == 1:
-            self._reject(batch, work, alone)
-            return
-        mid = len(work) // 2
-        todo.appendleft(work[mid:])
-        todo.appendleft(work[:mid])
-
-    def _reject(self, batch: Batch, indexes: Work, reason: str) -> None:
-        self._dead_letter.write(self.name, reason, [(batch.events[i], batch.lines[i]) for i in indexes])
 
 
 def _authorization(cfg: Mapping[str, Any], name: str) -> tuple[str | None, list[str | None]]:
