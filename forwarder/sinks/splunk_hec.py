@@ -31,7 +31,6 @@ import time
 import uuid
 from collections import deque
 from collections.abc import Mapping, Sequence
-from functools import partial
 from typing import Any
 
 import orjson
@@ -39,12 +38,10 @@ import orjson
 from forwarder.formats import FORMATS
 from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
-from forwarder.sinks.http_batching import Aborted, Framed, InFlight, spans
+from forwarder.sinks.http_batching import Aborted, Framed, Framing, HttpBatchSink, Work
 from forwarder.sinks.http_common import (
     COMMON_KEYS,
-    HttpClient,
     HttpSettings,
-    Redactor,
     Response,
     SinkConfigError,
     check_keys,
@@ -52,8 +49,6 @@ from forwarder.sinks.http_common import (
     get_bool,
     get_number,
     get_str,
-    raise_if_transient,
-    safe_url,
     secret,
     settings_from,
 )
@@ -86,7 +81,10 @@ KEYS = COMMON_KEYS | {
 }
 
 
-class SplunkHecSink:
+class SplunkHecSink(HttpBatchSink):
+    peer = "Splunk HEC"
+    undelivered = "not delivered to Splunk HEC"
+
     def __init__(
         self,
         name: str,
@@ -105,22 +103,24 @@ class SplunkHecSink:
         dead_letter: DeadLetter,
         retry: RetryPolicy,
     ):
-        self.name = name
-        self.format = fmt
-        self.settings = settings
-        self._dead_letter = dead_letter
-        self._retry = retry
-        self._redact = Redactor([token])
-        self._client = HttpClient(settings, name, self._redact)
-        self._where = safe_url(settings.url)
+        headers = {"Authorization": f"Splunk {token}", "Content-Type": "application/json"}
+        if channel:
+            headers["X-Splunk-Request-Channel"] = channel
+        super().__init__(
+            name,
+            fmt,
+            settings,
+            path=EVENT_PATH,
+            headers=headers,
+            secrets=[token],
+            dead_letter=dead_letter,
+            retry=retry,
+        )
         self.ack = ack
         self.channel = channel
         self.ack_timeout = ack_timeout
         self.ack_poll_interval = ack_poll_interval
         self.index = index
-        self._headers = {"Authorization": f"Splunk {token}", "Content-Type": "application/json"}
-        if channel:
-            self._headers["X-Splunk-Request-Channel"] = channel
         self._json_event = fmt != "cef"
         # The envelope's constant tail, after "event"; "source" defaults to the blob, so it may vary.
         meta = ""
@@ -131,46 +131,23 @@ class SplunkHecSink:
             meta += ',"index":' + orjson.dumps(index).decode()
         self._fixed_source = None if source is None else ',"source":' + orjson.dumps(source).decode()
         self._meta = meta + "}"
-        self.delivered = 0
-        self._lock = threading.Lock()
-        self._in_flight = InFlight(settings.max_in_flight, name)
 
-    # -- Sink protocol -------------------------------------------------------------------------
-
-    def open(self) -> None:
-        self._client.open()
-
-    def reopen(self) -> None:
-        self._client.reopen()
-
-    def close(self) -> None:
-        self._in_flight.close()
-        self._client.close()
-
-    def send(self, batch: Batch) -> None:
-        if not batch.lines:
-            return
-        framed = self._frame(batch)
-        jobs = [
-            partial(self._deliver, batch, framed, start, end)
-            for start, end in spans(framed.sizes(), self.settings.batch_max_events, self.settings.batch_max_bytes)
-        ]
-        self._in_flight.run(jobs)
-
-    def _deliver(self, batch: Batch, framed: Framed, start: int, end: int, abort: threading.Event) -> None:
+    def _deliver(self, batch: Batch, framed: Framing, work: Work, abort: threading.Event) -> None:
         """One request's worth of events, through splits, dead letters and acknowledgement."""
-        todo: deque[tuple[int, int]] = deque([(start, end)])
-        awaiting: dict[int, tuple[int, int]] = {}
+        if not self.ack:
+            super()._deliver(batch, framed, work, abort)
+            return
+        todo: deque[Work] = deque([work])
+        awaiting: dict[int, Work] = {}
         while todo:
             while todo:
-                s, e = todo.popleft()
-                self._post(batch, framed, s, e, todo, awaiting, abort)
+                self._post(batch, framed, todo.popleft(), todo, abort, awaiting)
             if awaiting:
                 self._await_acks(awaiting, todo, abort)
 
     # -- building ------------------------------------------------------------------------------
 
-    def _frame(self, batch: Batch) -> Framed:
+    def _frame(self, batch: Batch) -> Framing:
         """Envelope heads ('{"time":...,"event":') and tails (source, sourcetype, ... '}') around each line."""
         events = batch.events
         heads = [f'{{"time":{event.timestamp_ms / 1000},"event":' for event in events]
@@ -198,48 +175,36 @@ class SplunkHecSink:
     def _post(
         self,
         batch: Batch,
-        framed: Framed,
-        start: int,
-        end: int,
-        todo: deque[tuple[int, int]],
-        awaiting: dict[int, tuple[int, int]],
+        framed: Framing,
+        work: Work,
+        todo: deque[Work],
         abort: threading.Event,
+        awaiting: dict[int, Work] | None = None,
     ) -> None:
-        """Send events [start, end) in one request; what HEC hands back (halves, the rest after a bad
-        event) goes back on ``todo``, what it accepted is counted or awaits its ack."""
-        headers = dict(self._headers)
-        body = self._client.body(framed.parts(range(start, end)), headers)
-        what = f"HEC request of {end - start} events from {batch.source}"
-
-        def attempt() -> Response:
-            if abort.is_set():
-                raise Aborted
-            resp = self._client.request("POST", EVENT_PATH, body, headers, what)
-            raise_if_transient(resp, what, self._redact)
-            return resp
-
-        try:
-            resp = self._retry.call(attempt, what, sink=self.name)
-        except RetriesExhausted as exc:
-            self._reject(batch, start, end, f"not delivered to Splunk HEC: {exc}")
+        """Send the events ``work`` in one request; what HEC hands back (halves, the rest after a bad
+        event) goes back on ``todo``, what it accepted is counted or, with ack (``awaiting`` given),
+        awaits its ackId there."""
+        got = self._exchange(batch, framed, work, f"HEC request of {len(work)} events from {batch.source}", abort)
+        if got is None:
             return
+        resp, _ = got
         doc = resp.json()
         hec = doc if isinstance(doc, dict) else {}
         code = hec.get("code")
         if 200 <= resp.status < 300:
-            if self.ack:
+            if awaiting is not None:
                 ack_id = hec.get("ackId")
                 if not isinstance(ack_id, int):
                     raise SinkFatal(
                         f"sink {self.name}: ack = true but HEC at {self._where} returned no ackId: turn on "
                         "indexer acknowledgement for the token, or set ack = false"
                     )
-                awaiting[ack_id] = (start, end)
+                awaiting[ack_id] = work
             else:
-                self._count(end - start)
+                self._count(len(work))
             return
         if resp.status == 413:
-            self._split(batch, start, end, todo, "HTTP 413: the event alone is larger than HEC accepts")
+            self._split(batch, work, todo, "HTTP 413: the event alone is larger than HEC accepts")
             return
         fatal = self._fatal(resp, code)
         if fatal is not None:
@@ -247,27 +212,22 @@ class SplunkHecSink:
         if resp.status == 400 and code in _EVENT_CODES:
             bad = hec.get("invalid-event-number")
             reason = f"Splunk HEC rejected the event: HTTP 400 code {code} {hec.get('text', '')}".rstrip()
-            if isinstance(bad, int) and 0 <= bad < end - start:
+            if isinstance(bad, int) and 0 <= bad < len(work):
                 # HEC reads a request in order and stops at the bad event: those before it are taken
                 # (with ack they carry no ackId, so they go again rather than go unconfirmed).
-                self._reject(batch, start + bad, start + bad + 1, reason)
-                if self.ack and bad > 0:
-                    todo.appendleft((start, start + bad))
-                    if start + bad + 1 < end:
-                        todo.insert(1, (start + bad + 1, end))
+                self._reject(batch, work[bad : bad + 1], reason)
+                if awaiting is not None and bad > 0:
+                    todo.appendleft(work[:bad])
+                    if bad + 1 < len(work):
+                        todo.insert(1, work[bad + 1 :])
                 else:
                     self._count(bad)
-                    if start + bad + 1 < end:
-                        todo.appendleft((start + bad + 1, end))
+                    if bad + 1 < len(work):
+                        todo.appendleft(work[bad + 1 :])
                 return
-            self._split(batch, start, end, todo, reason)
+            self._split(batch, work, todo, reason)
             return
-        self._reject(
-            batch,
-            start,
-            end,
-            f"Splunk HEC rejected the request: HTTP {resp.status} {resp.excerpt(self._redact)}".rstrip(),
-        )
+        self._reject(batch, work, self._refused(resp))
 
     def _fatal(self, resp: Response, code: Any) -> SinkFatal | None:
         where = f"Splunk HEC at {self._where}"
@@ -293,26 +253,9 @@ class SplunkHecSink:
             hint = "; is HEC enabled and url the HEC port (usually 8088), without a path?"
         return fatal_for_status(resp, self.name, where, self._redact, hint)
 
-    def _count(self, n: int) -> None:
-        with self._lock:
-            self.delivered += n
-
-    def _split(self, batch: Batch, start: int, end: int, todo: deque[tuple[int, int]], alone: str) -> None:
-        if end - start == 1:
-            self._reject(batch, start, end, alone)
-            return
-        mid = (start + end) // 2
-        todo.appendleft((mid, end))
-        todo.appendleft((start, mid))
-
-    def _reject(self, batch: Batch, start: int, end: int, reason: str) -> None:
-        self._dead_letter.write(self.name, reason, [(batch.events[i], batch.lines[i]) for i in range(start, end)])
-
     # -- indexer acknowledgement ---------------------------------------------------------------
 
-    def _await_acks(
-        self, awaiting: dict[int, tuple[int, int]], todo: deque[tuple[int, int]], abort: threading.Event
-    ) -> None:
+    def _await_acks(self, awaiting: dict[int, Work], todo: deque[Work], abort: threading.Event) -> None:
         """Poll until every ackId reads true; after ``ack_timeout`` send the unconfirmed ones again."""
         deadline = time.monotonic() + self.ack_timeout
         wait = min(0.05, self.ack_poll_interval)
@@ -344,9 +287,9 @@ class SplunkHecSink:
                 if resp.status == 200 and isinstance(doc, dict) and isinstance(doc.get("acks"), dict):
                     for key, done in doc["acks"].items():
                         if done is True:
-                            span = awaiting.pop(int(key), None)
-                            if span is not None:
-                                self._count(span[1] - span[0])
+                            work = awaiting.pop(int(key), None)
+                            if work is not None:
+                                self._count(len(work))
                 else:
                     fatal = self._fatal(resp, doc.get("code") if isinstance(doc, dict) else None)
                     if fatal is not None:
@@ -363,10 +306,10 @@ class SplunkHecSink:
                     "events=%d ack_timeout_s=%g",
                     self.name,
                     len(awaiting),
-                    sum(e - s for s, e in awaiting.values()),
+                    sum(map(len, awaiting.values())),
                     self.ack_timeout,
                 )
-                todo.extend(sorted(awaiting.values()))
+                todo.extend(sorted(awaiting.values(), key=lambda work: work[0]))
                 awaiting.clear()
 
 
