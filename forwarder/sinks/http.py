@@ -15,7 +15,6 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
-from forwarder.formats import FORMATS
 from forwarder.sinks.base import Batch, Sink
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.http_batching import PART, Framing, HttpBatchSink, Work
@@ -25,6 +24,7 @@ from forwarder.sinks.http_common import (
     SinkConfigError,
     check_keys,
     fatal_for_status,
+    get_format,
     get_str,
     settings_from,
 )
@@ -117,9 +117,7 @@ class HttpSink(HttpBatchSink):
 
 def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retry: RetryPolicy) -> Sink:
     check_keys(cfg, KEYS, name)
-    fmt = get_str(cfg, "format", name, "ecs") or "ecs"
-    if fmt not in FORMATS:
-        raise SinkConfigError(f"sink {name}: format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    fmt = get_format(cfg, name)
     settings = settings_from(
         cfg,
         name,

@@ -27,6 +27,7 @@ import orjson
 import urllib3
 import urllib3.exceptions
 
+from forwarder.formats import FORMATS
 from forwarder.sinks.base import SinkFatal
 from forwarder.sinks.retry import TransientError
 
@@ -144,6 +145,14 @@ def get_int(
         bounds = f"between {minimum} and {maximum}" if maximum is not None else f"at least {minimum}"
         raise SinkConfigError(f"sink {name}: {key} must be {bounds}, got {value}")
     return value
+
+
+def get_format(cfg: Mapping[str, Any], name: str) -> str:
+    """``format``: any of the formatters, ecs unless set."""
+    fmt = get_str(cfg, "format", name, "ecs") or "ecs"
+    if fmt not in FORMATS:
+        raise SinkConfigError(f"sink {name}: format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    return fmt
 
 
 def secret(cfg: Mapping[str, Any], key: str, name: str) -> str | None:

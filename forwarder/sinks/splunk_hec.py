@@ -35,7 +35,6 @@ from typing import Any
 
 import orjson
 
-from forwarder.formats import FORMATS
 from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.http_batching import Aborted, Framed, Framing, HttpBatchSink, Work
@@ -47,6 +46,7 @@ from forwarder.sinks.http_common import (
     check_keys,
     fatal_for_status,
     get_bool,
+    get_format,
     get_number,
     get_str,
     secret,
@@ -320,9 +320,7 @@ def default_channel(name: str, url: str) -> str:
 
 def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retry: RetryPolicy) -> Sink:
     check_keys(cfg, KEYS, name)
-    fmt = get_str(cfg, "format", name, "ecs") or "ecs"
-    if fmt not in FORMATS:
-        raise SinkConfigError(f"sink {name}: format must be one of {', '.join(FORMATS)}, got {fmt!r}")
+    fmt = get_format(cfg, name)
     settings = settings_from(
         cfg, name, batch_max_events=DEFAULT_BATCH_MAX_EVENTS, batch_max_bytes=DEFAULT_BATCH_MAX_BYTES, timeout=30.0
     )
