@@ -23,7 +23,7 @@ _sha1 = hashlib.sha1
 
 _packed: dict[str, bytes] = {}
 _cache: dict[tuple[str, str, int, int, int], str] = {}
-_CACHE_MAX = 100_000
+_CACHE_MAX = 32_768  # flows seen within the last minutes; a bounded dict cleared when full
 
 
 def _pack(addr: str) -> bytes:

@@ -71,7 +71,8 @@ class RecordDecoder:
         """Decode ``data`` (the bytes following everything fed before); ``final`` means no more will come."""
         buf = self._carry + data if self._carry else data
         self._carry = b""
-        base = self.consumed
+        base = self.consumed  # blob offset of buf[0]
+        ascii_only = buf.isascii()
         pos = 0
         while True:
             while pos < len(buf) and buf[pos] in _WS_BYTES:
@@ -90,22 +91,28 @@ class RecordDecoder:
                 self._carry = buf[pos:]
                 self.consumed = base + pos
                 return
-            carried = yield from self._segment(buf[pos:segment_end], base + pos, segment_final, nxt >= 0)
-            if carried:
+            with memoryview(buf) as view:
+                text = str(view[pos:segment_end], "ascii" if ascii_only else "utf-8", "surrogateescape")
+            seg_base = base + pos
+            # Keep only what follows the segment, so that a big record's bytes are freed while it is parsed.
+            base, buf, pos = base + segment_end, buf[segment_end:], 0
+            segment = self._segment(text, seg_base, segment_final, nxt >= 0, ascii_only)
+            del text
+            rest = yield from segment
+            if rest:
                 # Only a segment parsed blind can end in a partial record: wait for the rest.
-                self._carry = buf[segment_end - carried :]
-                self.consumed = base + segment_end - carried
+                self._carry = rest.encode("utf-8", "surrogateescape") + buf
+                self.consumed = base - (len(self._carry) - len(buf))
                 if len(self._carry) > self.max_record_bytes:
                     self._report(self.consumed, "record too large", self._carry[:200], "over max_record_bytes")
                     self.consumed += len(self._carry)
                     self._carry = b""
                 return
-            pos = segment_end
 
-    def _segment(self, seg: bytes, base: int, final: bool, followed: bool) -> Generator[Record, None, int]:
-        """Parse records from one segment; returns how many trailing bytes to carry (only if not final)."""
-        ascii_only = seg.isascii()
-        text = seg.decode("ascii") if ascii_only else seg.decode("utf-8", "surrogateescape")
+    def _segment(
+        self, text: str, base: int, final: bool, followed: bool, ascii_only: bool
+    ) -> Generator[Record, None, str]:
+        """Parse the records of one segment; returns the unparsed tail to carry (only when not final)."""
 
         def byte_pos(char_pos: int) -> int:
             if ascii_only:
@@ -121,7 +128,7 @@ class RecordDecoder:
                 while pos < end and text[pos] in _WS:
                     pos += 1
             if pos >= end:
-                return 0
+                return ""
             try:
                 if text[pos] != "{":
                     raise ValueError("expected '{' at the start of a record")
@@ -129,7 +136,7 @@ class RecordDecoder:
             except ValueError as exc:  # JSONDecodeError is a ValueError
                 nxt = _RESYNC.search(text, pos + 1)
                 if nxt is None and not final:
-                    return byte_pos(end) - byte_pos(pos)
+                    return text[pos:]
                 bad_end = nxt.start() if nxt else end
                 self._report(
                     byte_pos(pos),
@@ -143,6 +150,9 @@ class RecordDecoder:
             index = self.records_seen
             self.records_seen += 1
             pos = stop
+            last = not text[stop : stop + 64].strip(_WS + ",") and not text[stop:].strip(_WS + ",")
+            if last:
+                text, end = "", 0  # free the record's text before its events are built
             if not isinstance(body, dict):
                 self.issues.report(ParseIssue(self.source, offset, "record is not a JSON object", record_index=index))
                 continue
