@@ -6,7 +6,6 @@ import base64
 import json
 import logging
 import time
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -17,16 +16,18 @@ from forwarder.sinks.elasticsearch import from_config
 from forwarder.sinks.http_common import SinkConfigError
 from forwarder.sinks.retry import RetryPolicy
 from tests.support.events import validate_lines
-from tests.support.http_events import make_batch, sample_events
+from tests.support.http_events import make_batch
 from tests.support.http_receivers import Action, ElasticsearchReceiver
+from tests.support.http_sinks import (
+    dead_entries,
+    dead_letter_fixture,  # noqa: F401 (fixture)
+    events_fixture,  # noqa: F401 (fixture)
+    fast_retry,
+    open_sink,
+)
 
 API_KEY = base64.b64encode(b"VuaCfGcBCdbkQm-e5aOx:ui2lp2axTNmsyakw9tvNnw").decode()
 STREAM = "logs-azure.nsg_flow-default"
-
-
-@pytest.fixture(scope="module")
-def events() -> list[Any]:
-    return sample_events(tuples_per_minute=5, minutes=10)  # 200 events
 
 
 @pytest.fixture
@@ -35,28 +36,11 @@ def es() -> Any:
         yield receiver
 
 
-@pytest.fixture
-def dead_letter(tmp_path: Path) -> DeadLetter:
-    return DeadLetter(tmp_path / "dead-letter.ndjson")
-
-
-def fast_retry(**kw: Any) -> RetryPolicy:
-    return RetryPolicy(initial=0.01, maximum=0.2, **kw)
-
-
 def make_sink(
     receiver: ElasticsearchReceiver, dead_letter: DeadLetter, retry: RetryPolicy | None = None, **cfg: Any
 ) -> Sink:
     table = {"type": "elasticsearch", "url": receiver.url, "api_key": API_KEY, "batch_max_events": 64, **cfg}
-    sink = from_config(table, "elasticsearch[0]", dead_letter, retry or fast_retry())
-    sink.open()
-    return sink
-
-
-def dead_entries(dead_letter: DeadLetter) -> list[dict[str, Any]]:
-    if dead_letter.path is None or not dead_letter.path.exists():
-        return []
-    return [json.loads(line) for line in dead_letter.path.read_text().splitlines()]
+    return open_sink(from_config, table, "elasticsearch[0]", dead_letter, retry)
 
 
 def check_stored(es: ElasticsearchReceiver, fmt: str = "ecs", stream: str = STREAM) -> dict[str, dict[str, Any]]:

@@ -18,15 +18,17 @@ from forwarder.sinks.http_common import SinkConfigError
 from forwarder.sinks.retry import Interrupted, RetryPolicy
 from forwarder.sinks.splunk_hec import from_config
 from tests.support.events import validate_lines
-from tests.support.http_events import make_batch, sample_events
+from tests.support.http_events import make_batch
 from tests.support.http_receivers import Action, HecReceiver, TlsFiles, event_id_of, make_self_signed
+from tests.support.http_sinks import (
+    dead_entries,
+    dead_letter_fixture,  # noqa: F401 (fixture)
+    events_fixture,  # noqa: F401 (fixture)
+    fast_retry,
+    open_sink,
+)
 
 TOKEN = "5f3c2a10-9b7e-4d1e-8a55-0c1d2e3f4a5b"
-
-
-@pytest.fixture(scope="module")
-def events() -> list[Any]:
-    return sample_events(tuples_per_minute=5, minutes=10)  # 4 blobs x 10 records x 5 tuples = 200 events
 
 
 @pytest.fixture
@@ -35,26 +37,9 @@ def hec() -> Any:
         yield receiver
 
 
-@pytest.fixture
-def dead_letter(tmp_path: Path) -> DeadLetter:
-    return DeadLetter(tmp_path / "dead-letter.ndjson")
-
-
-def fast_retry(**kw: Any) -> RetryPolicy:
-    return RetryPolicy(initial=0.01, maximum=0.2, **kw)
-
-
 def make_sink(receiver: HecReceiver, dead_letter: DeadLetter, retry: RetryPolicy | None = None, **cfg: Any) -> Sink:
     table = {"type": "splunk_hec", "url": receiver.url, "token": TOKEN, "batch_max_events": 64, **cfg}
-    sink = from_config(table, "splunk_hec[0]", dead_letter, retry or fast_retry())
-    sink.open()
-    return sink
-
-
-def dead_entries(dead_letter: DeadLetter) -> list[dict[str, Any]]:
-    if dead_letter.path is None or not dead_letter.path.exists():
-        return []
-    return [json.loads(line) for line in dead_letter.path.read_text().splitlines()]
+    return open_sink(from_config, table, "splunk_hec[0]", dead_letter, retry)
 
 
 def indexed_ids(receiver: HecReceiver) -> list[str]:

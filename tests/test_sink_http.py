@@ -16,26 +16,22 @@ from forwarder.sinks.http import from_config
 from forwarder.sinks.http_common import SinkConfigError
 from forwarder.sinks.retry import RetryPolicy
 from tests.support.events import validate_lines
-from tests.support.http_events import make_batch, sample_events
+from tests.support.http_events import make_batch
 from tests.support.http_receivers import Action, NdjsonReceiver
+from tests.support.http_sinks import (
+    dead_entries,
+    dead_letter_fixture,  # noqa: F401 (fixture)
+    events_fixture,  # noqa: F401 (fixture)
+    open_sink,
+)
 
 BEARER = "Bearer eyJhbGciOiJIUzI1NiJ9.c2VjcmV0LXRva2Vu.sig"
-
-
-@pytest.fixture(scope="module")
-def events() -> list[Any]:
-    return sample_events(tuples_per_minute=5, minutes=10)  # 200 events
 
 
 @pytest.fixture
 def collector() -> Any:
     with NdjsonReceiver("/ingest", required_headers={"Authorization": BEARER}) as receiver:
         yield receiver
-
-
-@pytest.fixture
-def dead_letter(tmp_path: Path) -> DeadLetter:
-    return DeadLetter(tmp_path / "dead-letter.ndjson")
 
 
 def make_sink(receiver: NdjsonReceiver, dead_letter: DeadLetter, retry: RetryPolicy | None = None, **cfg: Any) -> Sink:
@@ -46,15 +42,7 @@ def make_sink(receiver: NdjsonReceiver, dead_letter: DeadLetter, retry: RetryPol
         "batch_max_events": 64,
         **cfg,
     }
-    sink = from_config(table, "http[0]", dead_letter, retry or RetryPolicy(initial=0.01, maximum=0.2))
-    sink.open()
-    return sink
-
-
-def dead_entries(dead_letter: DeadLetter) -> list[dict[str, Any]]:
-    if dead_letter.path is None or not dead_letter.path.exists():
-        return []
-    return [json.loads(line) for line in dead_letter.path.read_text().splitlines()]
+    return open_sink(from_config, table, "http[0]", dead_letter, retry)
 
 
 def ids(lines: list[str]) -> list[str]:
