@@ -20,6 +20,19 @@ from forwarder.sinks.http_common import HttpClient, HttpSettings, Redactor, Resp
 from forwarder.sinks.retry import RetriesExhausted, RetryPolicy, TransientError
 
 PART = 256  # events per text part of a body (see http_common.HttpClient.body)
+Work = Sequence[int]  # indexes into the batch that travel in one request: a range, or what is left of one
+
+
+class Framing(Protocol):
+    """A batch's events as request text: ``Framed`` (an envelope or action line per event) or plain lines."""
+
+    def sizes(self) -> list[int]:
+        """Each event's length on the wire, before compression."""
+        ...
+
+    def parts(self, work: Work) -> Iterator[str]:
+        """The text of one request body for the events ``work``, a few hundred events per part."""
+        ...
 
 
 class Framed:
@@ -38,7 +51,7 @@ class Framed:
         lengths = zip(map(len, self.heads), map(len, self.bodies), map(len, self.tails), strict=True)
         return [h + b + t for h, b, t in lengths]
 
-    def parts(self, work: Sequence[int]) -> Iterator[str]:
+    def parts(self, work: Work) -> Iterator[str]:
         heads, bodies, tails = self.heads, self.bodies, self.tails
         if isinstance(work, range) and work.step == 1:
             for i in range(work.start, work.stop, PART):
@@ -115,21 +128,6 @@ class InFlight:
             if self._pool is not None:
                 self._pool.shutdown(wait=True, cancel_futures=True)
                 self._pool = None
-
-
-Work = Sequence[int]  # indexes into the batch that travel in one request: a range, or what is left of one
-
-
-class Framing(Protocol):
-    """A batch's events as request text: ``Framed`` (an envelope or action line per event) or plain lines."""
-
-    def sizes(self) -> list[int]:
-        """Each event's length on the wire, before compression."""
-        ...
-
-    def parts(self, work: Work) -> Iterator[str]:
-        """The text of one request body for the events ``work``, a few hundred events per part."""
-        ...
 
 
 class Resend(TransientError):
