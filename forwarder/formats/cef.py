@@ -41,21 +41,24 @@ from collections.abc import Sequence
 
 from forwarder.flowlog.community_id import community_id
 from forwarder.flowlog.model import FlowContext, FlowEvent
+from forwarder.formats.common import (
+    CACHE_MAX,
+    FLOW_STATES,
+    IANA_KEYWORDS,
+    PRODUCTS,
+    VENDOR,
+    FiveTuple,
+    TupleCachingFormatter,
+    bounded_put,
+    colon_mac,
+)
 
-VENDOR = "Microsoft"
-PRODUCTS = {"nsg": "Azure NSG Flow Logs", "vnet": "Azure VNet Flow Logs"}
 SIGNATURES = {True: ("flow-allowed", "Flow allowed", "1"), False: ("flow-denied", "Flow denied", "3")}
 ACTIONS = {True: "Allow", False: "Deny"}
-FLOW_STATES = {"B": "Begin", "C": "Continuing", "E": "End", "D": "Denied"}
 NAME_LABELS = {"nsg": "NetworkSecurityGroup", "vnet": "FlowLog"}
 
 # IANA keywords; numbers without a well-known name are written as the number.
-PROTOCOL_NAMES = {1: "ICMP", 2: "IGMP", 4: "IPv4", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP", 51: "AH",
-                  58: "IPv6-ICMP", 132: "SCTP"}  # fmt: skip
-_PROTO = [PROTOCOL_NAMES.get(n, str(n)) for n in range(256)]
-
-_CACHE_MAX = 65_536
-_CTX_CACHE_MAX = 4096
+_PROTO = [IANA_KEYWORDS.get(n, str(n)) for n in range(256)]
 
 
 def escape_header(value: str) -> str:
@@ -78,11 +81,6 @@ def _sanitise(value: str) -> str:
         return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     except UnicodeEncodeError:  # a surrogate that did not come from a byte (a JSON \ud800 escape)
         return value.encode("utf-8", "replace").decode("utf-8")
-
-
-def colon_mac(mac: str) -> str:
-    """'AA-BB-CC-DD-EE-FF' (the model's form) to the colon form CEF specifies."""
-    return mac.replace("-", ":")
 
 
 class _Pieces:
@@ -124,23 +122,12 @@ class _Pieces:
             f"{piece} deviceDirection=1{self.macs[0]}{self.common}",
             f"{piece} deviceDirection=0{self.macs[1]}{self.common}",
         )
-        if len(self.tails) < _CACHE_MAX:
-            self.tails[state + enc] = tails
-        return tails
+        return bounded_put(self.tails, state + enc, tails, CACHE_MAX)
 
 
-class CefFormatter:
+class CefFormatter(TupleCachingFormatter[_Pieces, str]):
     name = "cef"
     content_type = "text/plain"
-
-    def __init__(self) -> None:
-        self._ctx_pieces: dict[tuple[object, ...], _Pieces] = {}
-        self._addr: dict[tuple[str, str, int, int, int], str] = {}
-        self._last_ctx: FlowContext | None = None
-        self._last_pieces: _Pieces | None = None
-
-    def format(self, event: FlowEvent) -> str:
-        return self.format_many((event,))[0]
 
     def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
         out: list[str] = []
@@ -180,32 +167,18 @@ class CefFormatter:
         self._last_pieces = pieces
         return out
 
-    def _pieces(self, ctx: FlowContext) -> _Pieces:
-        """A context's pieces, cached by content: every record repeats the same rule groups."""
-        key = (ctx.kind, ctx.version, ctx.rule, ctx.name, ctx.subscription_id, ctx.resource_group,
-               ctx.resource_id, ctx.mac)  # fmt: skip
-        pieces = self._ctx_pieces.get(key)
-        if pieces is None:
-            if len(self._ctx_pieces) >= _CTX_CACHE_MAX:
-                self._ctx_pieces.clear()
-            pieces = self._ctx_pieces[key] = _Pieces(ctx)
-        return pieces
+    def _new_pieces(self, ctx: FlowContext) -> _Pieces:
+        return _Pieces(ctx)
 
-    def _addr_piece(self, key: tuple[str, str, int, int, int]) -> str:
+    def _new_addr(self, key: FiveTuple) -> str:
         src, dst, sp, dp, pr = key
         cid = community_id(src, dst, sp, dp, pr).replace("=", "\\=")
         if ":" in src:
-            piece = (
+            return (
                 f" c6a2={src} c6a2Label=Source IPv6 Address c6a3={dst} c6a3Label=Destination IPv6 Address"
                 f" spt={sp} dpt={dp} proto={_PROTO[pr]} cs6={cid} cs6Label=CommunityId"
             )
-        else:
-            piece = f" src={src} dst={dst} spt={sp} dpt={dp} proto={_PROTO[pr]} cs6={cid} cs6Label=CommunityId"
-        addr = self._addr
-        if len(addr) >= _CACHE_MAX:
-            addr.clear()
-        addr[key] = piece
-        return piece
+        return f" src={src} dst={dst} spt={sp} dpt={dp} proto={_PROTO[pr]} cs6={cid} cs6Label=CommunityId"
 
 
 def _partial_counters(p1: int | None, b1: int | None, p2: int | None, b2: int | None) -> str:

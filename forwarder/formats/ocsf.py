@@ -31,13 +31,22 @@ from collections.abc import Sequence
 
 from forwarder.flowlog.community_id import community_id
 from forwarder.flowlog.model import FlowContext, FlowEvent
+from forwarder.formats.common import (
+    CACHE_MAX,
+    FLOW_STATES,
+    IANA_KEYWORDS,
+    PRODUCTS,
+    VENDOR,
+    FiveTuple,
+    TupleCachingFormatter,
+    bounded_put,
+    colon_mac,
+)
 
 OCSF_VERSION = "1.8.0"
 CATEGORY_UID, CATEGORY_NAME = 4, "Network Activity"
 CLASS_UID, CLASS_NAME = 4001, "Network Activity"
 PROFILES = ("cloud", "security_control")
-VENDOR = "Microsoft"
-PRODUCTS = {"nsg": "Azure NSG Flow Logs", "vnet": "Azure VNet Flow Logs"}
 LOG_PROVIDER = "Azure Network Watcher"
 
 ACTIVITIES = {1: "Open", 2: "Close", 5: "Refuse", 6: "Traffic"}
@@ -51,14 +60,9 @@ DIRECTIONS = {True: (1, "Inbound"), False: (2, "Outbound")}
 # The NIC is the source of an outbound flow and the destination of an inbound one.
 OBSERVATION_POINTS = {True: (2, "Destination"), False: (1, "Source")}
 IP_VERSIONS = {4: "Internet Protocol version 4 (IPv4)", 6: "Internet Protocol version 6 (IPv6)"}
-FLOW_STATES = {"B": "Begin", "C": "Continuing", "E": "End", "D": "Denied"}
 # IANA keywords in lower case, as OCSF asks; other protocol numbers get no name.
-PROTOCOL_NAMES = {1: "icmp", 2: "igmp", 4: "ipv4", 6: "tcp", 17: "udp", 41: "ipv6", 47: "gre", 50: "esp", 51: "ah",
-                  58: "ipv6-icmp", 132: "sctp"}  # fmt: skip
+PROTOCOL_NAMES = {number: keyword.lower() for number, keyword in IANA_KEYWORDS.items()}
 AZURE_SUBSCRIPTION = (13, "Azure Subscription")  # account.type_id for a subscription
-
-_CACHE_MAX = 65_536
-_CTX_CACHE_MAX = 4096
 
 _dumps = json.JSONEncoder(ensure_ascii=True).encode  # ASCII output: lone surrogates from bad UTF-8 stay valid JSON
 
@@ -131,7 +135,7 @@ class _Pieces:
             )
         self.middles = (middles[0], middles[1])  # by inbound: the end of metadata up to connection_info
         # The NIC is the source of an outbound flow and the destination of an inbound one.
-        self.mac = f',"mac":"{ctx.mac.replace("-", ":")}"' if ctx.mac else ""
+        self.mac = f',"mac":"{colon_mac(ctx.mac)}"' if ctx.mac else ""
         unmapped = [f'"resource_id":{_dumps(ctx.resource_id)}']
         for key, value in (
             ("resource_group", ctx.resource_group),
@@ -150,24 +154,12 @@ class _Pieces:
             piece += f',"flow_state":{_dumps(FLOW_STATES.get(state, state))}'
         if enc:
             piece += f',"encryption":{_dumps(enc)}'
-        piece += "}}"
-        if len(self.tails) < _CACHE_MAX:
-            self.tails[state + enc] = piece
-        return piece
+        return bounded_put(self.tails, state + enc, piece + "}}", CACHE_MAX)
 
 
-class OcsfFormatter:
+class OcsfFormatter(TupleCachingFormatter[_Pieces, tuple[str, str]]):
     name = "ocsf"
     content_type = "application/json"
-
-    def __init__(self) -> None:
-        self._ctx_pieces: dict[tuple[object, ...], _Pieces] = {}
-        self._addr: dict[tuple[str, str, int, int, int], tuple[str, str]] = {}
-        self._last_ctx: FlowContext | None = None
-        self._last_pieces: _Pieces | None = None
-
-    def format(self, event: FlowEvent) -> str:
-        return self.format_many((event,))[0]
 
     def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
         out: list[str] = []
@@ -228,30 +220,17 @@ class OcsfFormatter:
         self._last_pieces = pieces
         return out
 
-    def _pieces(self, ctx: FlowContext) -> _Pieces:
-        """A context's pieces, cached by content: every record repeats the same rule groups."""
-        key = (ctx.kind, ctx.version, ctx.rule, ctx.name, ctx.subscription_id, ctx.resource_group, ctx.resource_id,
-               ctx.mac, ctx.category, ctx.acl_id, ctx.target_resource_id)  # fmt: skip
-        pieces = self._ctx_pieces.get(key)
-        if pieces is None:
-            if len(self._ctx_pieces) >= _CTX_CACHE_MAX:
-                self._ctx_pieces.clear()
-            pieces = self._ctx_pieces[key] = _Pieces(ctx)
-        return pieces
+    def _new_pieces(self, ctx: FlowContext) -> _Pieces:
+        return _Pieces(ctx)
 
-    def _addr_piece(self, key: tuple[str, str, int, int, int]) -> tuple[str, str]:
+    def _new_addr(self, key: FiveTuple) -> tuple[str, str]:
         src, dst, sp, dp, pr = key
         proto = (_PROTO6 if ":" in src else _PROTO4)[pr]
         cid = community_id(src, dst, sp, dp, pr)
-        piece = (
+        return (
             f'{proto}"community_uid":"{cid}"}},"src_endpoint":{{"ip":"{src}","port":{sp}',
             f'}},"dst_endpoint":{{"ip":"{dst}","port":{dp}',
         )
-        addr = self._addr
-        if len(addr) >= _CACHE_MAX:
-            addr.clear()
-        addr[key] = piece
-        return piece
 
 
 def _protocol(number: int, ip_version: int) -> str:
