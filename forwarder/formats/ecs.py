@@ -23,6 +23,7 @@ import orjson
 
 from forwarder.flowlog.community_id import community_id
 from forwarder.flowlog.model import FlowContext, FlowEvent
+from forwarder.formats.common import CachingFormatter, bounded_put
 
 ECS_VERSION = "9.4.0"
 
@@ -243,63 +244,30 @@ class _Prepared:
         self.tail = "," + tail[1:-3]  # left open inside azure.flowlog for the per-tuple members
 
 
-def _content_key(ctx: FlowContext) -> tuple[object, ...]:
-    """The context fields the output uses: contexts of consecutive records share their _Prepared."""
-    return (
-        ctx.kind,
-        ctx.version,
-        ctx.resource_id,
-        ctx.subscription_id,
-        ctx.resource_group,
-        ctx.name,
-        ctx.mac,
-        ctx.rule,
-        ctx.category,
-        ctx.acl_id,
-        ctx.target_resource_id,
-        ctx.flow_log_guid,
-    )
-
-
-class EcsFormatter:
+class EcsFormatter(CachingFormatter[_Prepared]):
     """Formats FlowEvents as single-line ECS JSON; keeps per-context and per-value caches."""
 
     name = "ecs"
     content_type = "application/json"
+    ctx_cache_max = 10_000
 
     def __init__(self) -> None:
-        self._last_ctx: FlowContext | None = None
-        self._last: _Prepared | None = None
-        self._prepared: dict[tuple[object, ...], _Prepared] = {}
+        super().__init__()
         self._flowlog_ends: dict[str, dict[str, str]] = {}
 
-    def _prepare(self, ctx: FlowContext) -> _Prepared:
-        key = _content_key(ctx)
-        prepared = self._prepared.get(key)
-        if prepared is None:
-            if len(self._prepared) >= 10_000:
-                self._prepared.clear()
-            prepared = self._prepared[key] = _Prepared(ctx)
-        self._last_ctx = ctx
-        self._last = prepared
-        return prepared
+    def _new_pieces(self, ctx: FlowContext) -> _Prepared:
+        return _Prepared(ctx)
 
     def _flowlog_end(self, encryption: str) -> dict[str, str]:
         """azure.flowlog.state and .encryption, by state, for one encryption value."""
-        if len(self._flowlog_ends) >= 1000:
-            self._flowlog_ends.clear()
         enc = ',"encryption":' + _json(encryption) if encryption else ""
-        ends = self._flowlog_ends[encryption] = {state: text + enc for state, text in _STATES.items()}
-        return ends
-
-    def format(self, event: FlowEvent) -> str:
-        return self.format_many((event,))[0]
+        return bounded_put(self._flowlog_ends, encryption, {state: text + enc for state, text in _STATES.items()}, 1000)
 
     def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
         out: list[str] = []
         append = out.append
         last_ctx = self._last_ctx
-        prep = cast(_Prepared, self._last)  # None only while last_ctx is None, which no event matches
+        prep = cast(_Prepared, self._last_pieces)  # None only while last_ctx is None, which no event matches
         seconds = _seconds
         millis = _MILLIS
         flowlog_ends = self._flowlog_ends
@@ -314,7 +282,7 @@ class EcsFormatter:
         for e in events:
             ctx, eid, ms, src, dst, sp, dp, proto, inbound, allowed, state, enc, p1, b1, p2, b2 = e
             if ctx is not last_ctx:
-                prep = self._prepare(ctx)
+                prep = self._pieces(ctx)
                 last_ctx = ctx
             head = (prep.allowed if allowed else prep.denied).get(state)
             if head is None or src == dst or "%" in src or "%" in dst:
@@ -384,7 +352,7 @@ class EcsFormatter:
                 line = _json(reference_document(e))
             append(line)
         self._last_ctx = last_ctx
-        self._last = prep
+        self._last_pieces = prep
         return out
 
 
