@@ -17,6 +17,7 @@ from typing import Any
 
 HEADER_FIELDS = ("device_vendor", "device_product", "device_version", "signature_id", "name", "severity")
 _KEY = re.compile(r"[A-Za-z0-9_]+")
+_HEADER_ESCAPES = {"|": "|", "\\": "\\"}
 _VALUE_ESCAPES = {"\\": "\\", "=": "=", "n": "\n", "r": "\r"}
 
 
@@ -45,56 +46,52 @@ def parse_cef(line: str) -> dict[str, Any]:
 
 def _header(text: str) -> tuple[list[str], str]:
     """The seven header fields after 'CEF:' (version first), unescaped, and the raw extension."""
-    fields: list[str] = []
+    fields, end = _split(text, "|", _HEADER_ESCAPES, "header", 4, limit=7)
+    if len(fields) < 7:
+        raise CefError(f"header has {len(fields)} '|'-terminated fields after 'CEF:', expected 7")
+    return [_unescape(field, _HEADER_ESCAPES) for field in fields], text[end:]
+
+
+def _split(
+    text: str, sep: str, escapes: dict[str, str], where: str, offset: int = 0, limit: int = -1
+) -> tuple[list[list[str]], int]:
+    """``text`` cut at each unescaped ``sep`` (at most ``limit`` times), and where the scan stopped.
+
+    A segment is a list of characters with every escape kept as one marked item (NUL and the
+    escaped character), so that a separator or space produced by unescaping is never taken for
+    syntax. Without a limit the text after the last separator is the last segment; with one, the
+    scan stops at the limit and the caller takes the rest.
+    """
+    segments: list[list[str]] = []
     current: list[str] = []
     i = 0
     n = len(text)
-    while i < n:
+    while i < n and len(segments) != limit:
         c = text[i]
         if c == "\\":
-            if i + 1 >= n or text[i + 1] not in "|\\":
-                raise CefError(f"bad escape in header field {len(fields)} at column {i + 4}: only \\| and \\\\ allowed")
-            current.append(text[i + 1])
+            nxt = text[i + 1] if i + 1 < n else ""
+            if nxt not in escapes:
+                allowed = " ".join("\\" + e for e in escapes)
+                raise CefError(f"bad escape \\{nxt} in {where} at column {i + offset}: only {allowed} allowed")
+            current.append("\0" + nxt)
             i += 2
-            continue
-        if c == "|":
-            fields.append("".join(current))
+        elif c == sep:
+            segments.append(current)
             current = []
             i += 1
-            if len(fields) == 7:
-                return fields, text[i:]
-            continue
-        current.append(c)
-        i += 1
-    raise CefError(f"header has {len(fields)} '|'-terminated fields after 'CEF:', expected 7")
+        else:
+            current.append(c)
+            i += 1
+    if limit < 0:
+        segments.append(current)
+    return segments, i
 
 
 def _extension(text: str) -> dict[str, str]:
     if not text:
         return {}
-    # Split at unescaped '=' while unescaping; segments[k] is the raw text between separators.
-    segments: list[list[str]] = []
-    current: list[str] = []
-    i = 0
-    n = len(text)
-    while i < n:
-        c = text[i]
-        if c == "\\":
-            nxt = text[i + 1] if i + 1 < n else ""
-            if nxt not in _VALUE_ESCAPES:
-                raise CefError(f"bad escape \\{nxt} in extension at column {i}: only \\\\ \\= \\n \\r allowed")
-            # Keep escapes marked so a space or '=' produced by unescaping is never taken for syntax.
-            current.append("\0" + nxt)
-            i += 2
-            continue
-        if c == "=":
-            segments.append(current)
-            current = []
-            i += 1
-            continue
-        current.append(c)
-        i += 1
-    segments.append(current)
+    # segments[k] is the text between unescaped '=' signs.
+    segments, _ = _split(text, "=", _VALUE_ESCAPES, "extension")
     if len(segments) < 2:
         raise CefError("extension has no key=value pair")
     tokens = segments
@@ -116,7 +113,7 @@ def _extension(text: str) -> dict[str, str]:
                 raise CefError(f"unescaped '=' in the value of {key!r} (or bad key {next_key!r})")
         if key in out:
             raise CefError(f"duplicate extension key {key!r}")
-        out[key] = _unescape(value_part)
+        out[key] = _unescape(value_part, _VALUE_ESCAPES)
         if next_key is not None:
             key = next_key
     return out
@@ -135,5 +132,5 @@ def _raw(seg: list[str]) -> str:
     return "".join(seg)
 
 
-def _unescape(seg: list[str]) -> str:
-    return "".join(_VALUE_ESCAPES[c[1]] if len(c) > 1 else c for c in seg)
+def _unescape(seg: list[str], escapes: dict[str, str]) -> str:
+    return "".join(escapes[c[1]] if len(c) > 1 else c for c in seg)
