@@ -5,18 +5,19 @@ from __future__ import annotations
 import pytest
 
 from forwarder.flowlog.community_id import community_id
-from forwarder.flowlog.model import FlowEvent
 from forwarder.formats import formatter
 from forwarder.formats.cef import escape_header, escape_value
 from tests.support.cef_parser import CefError, parse_cef
 from tests.support.events import validate_lines
-from tests.support.formats_cef_ocsf import (
-    GOLDEN,
+from tests.support.formats import (
     GOLDEN_CASES,
-    check_golden,
-    golden_events,
+    check_formatter_contract,
+    check_golden_output,
+    format_every_way,
+    interleaved_context_events,
     make_context,
     make_event,
+    partial_counter_events,
     sample_events,
 )
 
@@ -35,9 +36,7 @@ NASTY = [
 
 @pytest.mark.parametrize("case", GOLDEN_CASES)
 def test_golden_output(case: str) -> None:
-    lines = formatter("cef").format_many(golden_events(case))
-    validate_lines("cef", lines)
-    check_golden(GOLDEN / "cef" / f"{case}.cef", lines)
+    check_golden_output("cef", case)
 
 
 def test_every_field_maps_from_its_flow_tuple() -> None:
@@ -133,13 +132,7 @@ def test_undecodable_bytes_in_context_do_not_break_the_line() -> None:
 
 
 def test_partial_and_missing_counters() -> None:
-    ctx = make_context()
-    events = [
-        make_event(ctx, 0, packets_s2d=None, bytes_s2d=None, packets_d2s=None, bytes_d2s=None, state="B"),
-        make_event(ctx, 1, packets_s2d=7, bytes_s2d=None, packets_d2s=None, bytes_d2s=99),
-        make_event(ctx, 2, packets_s2d=0, bytes_s2d=0, packets_d2s=0, bytes_d2s=0),
-    ]
-    docs = validate_lines("cef", formatter("cef").format_many(events))
+    docs = validate_lines("cef", formatter("cef").format_many(partial_counter_events()))
     assert not {"in", "out", "cn1", "cn2"} & docs[0]["extension"].keys()
     assert {k: docs[1]["extension"].get(k) for k in ("in", "out", "cn1", "cn2")} == {
         "in": None,
@@ -152,18 +145,8 @@ def test_partial_and_missing_counters() -> None:
 
 def test_contexts_interleaved_or_rebuilt_give_the_same_lines() -> None:
     """The per-context cache is keyed by identity and content: neither may leak values between contexts."""
-    a = make_context(rule="RuleA", name="NSG-A", mac="00-0D-3A-00-00-0A")
-    b = make_context(rule="RuleB", name="NSG-B", mac="", kind="vnet", version=4, subscription_id="other")
-    a_again = make_context(rule="RuleA", name="NSG-A", mac="00-0D-3A-00-00-0A")  # equal content, new object
-    events: list[FlowEvent] = []
-    for i in range(6):
-        events.append(make_event((a, b, a_again)[i % 3], i, inbound=i % 2 == 0, allowed=i % 4 != 0))
-    fmt = formatter("cef")
-    batch = fmt.format_many(events)
-    one_by_one = [formatter("cef").format(e) for e in events]
-    assert batch == one_by_one
-    assert [fmt.format(e) for e in reversed(events)] == list(reversed(batch))
-    docs = validate_lines("cef", batch)
+    events = interleaved_context_events()
+    docs = validate_lines("cef", format_every_way("cef", events))
     for event, doc in zip(events, docs, strict=True):
         assert doc["extension"]["cs1"] == event.ctx.rule
         assert doc["extension"]["cs2"] == event.ctx.name
@@ -181,9 +164,7 @@ def test_other_protocols_and_empty_context_fields() -> None:
 
 
 def test_formatter_contract() -> None:
-    fmt = formatter("cef")
-    assert (fmt.name, fmt.content_type) == ("cef", "text/plain")
-    assert fmt.format_many([]) == []
+    check_formatter_contract("cef", "text/plain")
 
 
 @pytest.mark.parametrize(

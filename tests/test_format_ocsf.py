@@ -12,16 +12,17 @@ from typing import Any
 import pytest
 
 from forwarder.flowlog.community_id import community_id
-from forwarder.flowlog.model import FlowEvent
 from forwarder.formats import formatter
 from tests.support.events import SCHEMAS, validate_lines
-from tests.support.formats_cef_ocsf import (
-    GOLDEN,
+from tests.support.formats import (
     GOLDEN_CASES,
-    check_golden,
-    golden_events,
+    check_formatter_contract,
+    check_golden_output,
+    format_every_way,
+    interleaved_context_events,
     make_context,
     make_event,
+    partial_counter_events,
     sample_events,
 )
 
@@ -31,9 +32,7 @@ REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference" / "ocsf
 
 @pytest.mark.parametrize("case", GOLDEN_CASES)
 def test_golden_output(case: str) -> None:
-    lines = formatter("ocsf").format_many(golden_events(case))
-    validate_lines("ocsf", lines)
-    check_golden(GOLDEN / "ocsf" / f"{case}.ndjson", lines)
+    check_golden_output("ocsf", case)
 
 
 def test_every_attribute_maps_from_its_flow_tuple() -> None:
@@ -105,13 +104,7 @@ def test_undecodable_bytes_in_context_stay_valid_json() -> None:
 
 
 def test_partial_and_missing_counters() -> None:
-    ctx = make_context()
-    events = [
-        make_event(ctx, 0, packets_s2d=None, bytes_s2d=None, packets_d2s=None, bytes_d2s=None, state="B"),
-        make_event(ctx, 1, packets_s2d=7, bytes_s2d=None, packets_d2s=None, bytes_d2s=99),
-        make_event(ctx, 2, packets_s2d=0, bytes_s2d=0, packets_d2s=0, bytes_d2s=0),
-    ]
-    docs = validate_lines("ocsf", formatter("ocsf").format_many(events))
+    docs = validate_lines("ocsf", formatter("ocsf").format_many(partial_counter_events()))
     assert "traffic" not in docs[0]
     assert docs[1]["traffic"] == {"packets_out": 7, "bytes_in": 99}
     counters = ("bytes_out", "packets_out", "bytes_in", "packets_in", "bytes", "packets")
@@ -134,17 +127,8 @@ def test_nsg_v1_without_state_and_denied_flows() -> None:
 
 
 def test_contexts_interleaved_or_rebuilt_give_the_same_lines() -> None:
-    a = make_context(rule="RuleA", name="NSG-A", mac="00-0D-3A-00-00-0A")
-    b = make_context(rule="RuleB", name="FL-B", mac="", kind="vnet", version=4, subscription_id="other")
-    a_again = make_context(rule="RuleA", name="NSG-A", mac="00-0D-3A-00-00-0A")
-    events: list[FlowEvent] = []
-    for i in range(6):
-        events.append(make_event((a, b, a_again)[i % 3], i, inbound=i % 2 == 0, allowed=i % 4 != 0))
-    fmt = formatter("ocsf")
-    batch = fmt.format_many(events)
-    assert batch == [formatter("ocsf").format(e) for e in events]
-    assert [fmt.format(e) for e in reversed(events)] == list(reversed(batch))
-    for event, doc in zip(events, validate_lines("ocsf", batch), strict=True):
+    events = interleaved_context_events()
+    for event, doc in zip(events, validate_lines("ocsf", format_every_way("ocsf", events)), strict=True):
         assert doc["firewall_rule"]["name"] == event.ctx.rule
         assert doc["cloud"]["account"]["uid"] == event.ctx.subscription_id
         assert ("mac" in doc["src_endpoint"] or "mac" in doc["dst_endpoint"]) == bool(event.ctx.mac)
@@ -160,9 +144,7 @@ def test_other_protocols_and_empty_context_fields() -> None:
 
 
 def test_formatter_contract() -> None:
-    fmt = formatter("ocsf")
-    assert (fmt.name, fmt.content_type) == ("ocsf", "application/json")
-    assert fmt.format_many([]) == []
+    check_formatter_contract("ocsf", "application/json")
 
 
 def test_schema_rejects_inconsistent_events() -> None:

@@ -1,8 +1,11 @@
-"""Shared helpers for the CEF and OCSF format tests: real flow-log input turned into FlowEvents.
+"""Shared helpers for the ECS, CEF and OCSF format tests: real flow-log input turned into FlowEvents,
+golden files, hand-made contexts and events, and the checks every formatter must pass.
 
-Golden inputs live once, in tests/golden/cef/input/ (hand-written PT1H.json blobs for NSG v1, NSG v2
-and VNet v4); the expected outputs are tests/golden/cef/<case>.cef and tests/golden/ocsf/<case>.ndjson.
-Set UPDATE_GOLDEN=1 to rewrite the expected files after a deliberate change, then review the diff.
+Golden inputs are hand-written PT1H.json blobs for NSG v1, NSG v2 and VNet v4. CEF and OCSF share
+theirs, in tests/golden/cef/input/; ECS has its own copies, in tests/golden/ecs/. The expected
+outputs are tests/golden/ecs/<case>.ecs.ndjson, tests/golden/cef/<case>.cef and
+tests/golden/ocsf/<case>.ndjson. Set UPDATE_GOLDEN=1 to rewrite the expected files after a
+deliberate change, then review the diff.
 """
 
 from __future__ import annotations
@@ -15,11 +18,19 @@ from forwarder.flowlog.issues import IssueLog
 from forwarder.flowlog.model import FlowContext, FlowEvent, LogKind
 from forwarder.flowlog.normalise import Normaliser
 from forwarder.flowlog.records import HEAD_RE, TAIL_RE, RecordDecoder
+from forwarder.formats import formatter
 from forwarder.samples.generator import BlobSpec, blob_bytes
+from tests.support.events import validate_lines
 
 GOLDEN = Path(__file__).resolve().parents[1] / "golden"
-GOLDEN_INPUTS = GOLDEN / "cef" / "input"
 GOLDEN_CASES = ("nsg_v1", "nsg_v2", "vnet_v4")
+# Per format: the golden inputs' folder, the container in their source identity (the deterministic
+# event ids in the expected files were made from it), and the expected files, all under GOLDEN.
+_GOLDEN = {
+    "ecs": ("ecs", "insights-logs", "ecs/{case}.ecs.ndjson"),
+    "cef": ("cef/input", "golden", "cef/{case}.cef"),
+    "ocsf": ("cef/input", "golden", "ocsf/{case}.ndjson"),
+}
 
 
 def events_from_blob(source: str, data: bytes) -> list[FlowEvent]:
@@ -37,10 +48,24 @@ def events_from_blob(source: str, data: bytes) -> list[FlowEvent]:
     return events
 
 
-def golden_events(case: str) -> list[FlowEvent]:
-    path = GOLDEN_INPUTS / f"{case}.PT1H.json"
+def golden_events(fmt: str, case: str) -> list[FlowEvent]:
+    """The events of one golden input, as ``fmt``'s golden test reads them."""
+    inputs, container, _ = _GOLDEN[fmt]
     # A fixed source identity keeps the deterministic event ids stable in the expected files.
-    return events_from_blob(f"goldenaccount/golden/{case}/PT1H.json", path.read_bytes())
+    data = (GOLDEN / inputs / f"{case}.PT1H.json").read_bytes()
+    return events_from_blob(f"goldenaccount/{container}/{case}/PT1H.json", data)
+
+
+def golden_lines(fmt: str, case: str) -> list[str]:
+    """One golden input formatted by a fresh formatter."""
+    return formatter(fmt).format_many(golden_events(fmt, case))
+
+
+def check_golden_output(fmt: str, case: str) -> None:
+    """The golden test of one format and case: lines valid for the schema and identical to the expected file."""
+    lines = golden_lines(fmt, case)
+    validate_lines(fmt, lines)
+    check_golden(GOLDEN / _GOLDEN[fmt][2].format(case=case), lines)
 
 
 def check_golden(expected_path: Path, lines: list[str]) -> None:
@@ -111,3 +136,41 @@ def make_event(ctx: FlowContext, index: int = 0, **changes: object) -> FlowEvent
         bytes_d2s=120,
     )
     return event._replace(**changes)  # type: ignore[arg-type]
+
+
+def partial_counter_events() -> list[FlowEvent]:
+    """A tuple without counters (state B), one with packets one way and bytes the other, one with zeros."""
+    ctx = make_context()
+    return [
+        make_event(ctx, 0, packets_s2d=None, bytes_s2d=None, packets_d2s=None, bytes_d2s=None, state="B"),
+        make_event(ctx, 1, packets_s2d=7, bytes_s2d=None, packets_d2s=None, bytes_d2s=99),
+        make_event(ctx, 2, packets_s2d=0, bytes_s2d=0, packets_d2s=0, bytes_d2s=0),
+    ]
+
+
+def interleaved_context_events() -> list[FlowEvent]:
+    """Six events whose context changes every event: A, B, then a new object with A's content, twice.
+
+    A per-context cache keyed by identity or content must not leak values between contexts.
+    """
+    a = make_context(rule="RuleA", name="NSG-A", mac="00-0D-3A-00-00-0A")
+    b = make_context(rule="RuleB", name="FL-B", mac="", kind="vnet", version=4, subscription_id="other")
+    a_again = make_context(rule="RuleA", name="NSG-A", mac="00-0D-3A-00-00-0A")  # equal content, new object
+    return [make_event((a, b, a_again)[i % 3], i, inbound=i % 2 == 0, allowed=i % 4 != 0) for i in range(6)]
+
+
+def format_every_way(fmt: str, events: list[FlowEvent]) -> list[str]:
+    """The lines of one batch, after checking that caches change nothing: the same events one at a
+    time through fresh formatters, and in reverse order through the batch's warm one, give the same lines."""
+    warm = formatter(fmt)
+    batch = warm.format_many(events)
+    assert batch == [formatter(fmt).format(e) for e in events]
+    assert [warm.format(e) for e in reversed(events)] == list(reversed(batch))
+    return batch
+
+
+def check_formatter_contract(fmt: str, content_type: str) -> None:
+    """The Formatter protocol's attributes, and an empty batch."""
+    made = formatter(fmt)
+    assert (made.name, made.content_type) == (fmt, content_type)
+    assert made.format_many([]) == []
