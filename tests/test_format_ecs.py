@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -14,60 +13,33 @@ import pytest
 import yaml  # type: ignore[import-untyped]
 
 from forwarder.flowlog.community_id import community_id
-from forwarder.flowlog.issues import IssueLog
-from forwarder.flowlog.model import FlowContext, FlowEvent
-from forwarder.flowlog.normalise import Normaliser
-from forwarder.flowlog.records import HEAD_RE, TAIL_RE, RecordDecoder
-from forwarder.formats import formatter
+from forwarder.flowlog.model import FlowEvent
 from forwarder.formats.ecs import iso_timestamp, make_formatter, reference_document
 from forwarder.samples.generator import blob_bytes, sample_specs
 from tests.support.events import SCHEMAS, validate_lines
+from tests.support.formats import (
+    GOLDEN,
+    GOLDEN_CASES,
+    check_formatter_contract,
+    check_golden_output,
+    events_from_blob,
+    format_every_way,
+    golden_lines,
+    make_context,
+    make_event,
+)
 
-GOLDEN = Path(__file__).parent / "golden" / "ecs"
 ECS_FLAT = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "ecs" / "ecs_flat-9.4.0.yml"
-CASES = ("nsg_v1", "nsg_v2", "vnet_v4")
-# Set to rewrite the expected files from the current output; review the diff before committing.
-UPDATE = os.environ.get("UPDATE_GOLDEN") == "1"
 
 
-def blob_events(data: bytes, source: str) -> tuple[list[FlowEvent], IssueLog]:
-    """Every FlowEvent of a whole PT1H.json, read the way the pipeline reads it."""
-    head = HEAD_RE.match(data)
-    tail = TAIL_RE.search(data)
-    assert head is not None and tail is not None
-    issues = IssueLog()
-    decoder = RecordDecoder(source, head.end(), issues)
-    normaliser = Normaliser(source, issues)
-    events = [
-        e for record in decoder.feed(data[head.end() : tail.start()], final=True) for e in normaliser.events(record)
-    ]
-    return events, issues
-
-
-def golden_source(case: str) -> str:
-    return f"goldenaccount/insights-logs/{case}/PT1H.json"
-
-
-def golden_lines(case: str) -> list[str]:
-    events, issues = blob_events((GOLDEN / f"{case}.PT1H.json").read_bytes(), golden_source(case))
-    assert issues.total == 0, issues.summary()
-    return make_formatter().format_many(events)
-
-
-@pytest.mark.parametrize("case", CASES)
+@pytest.mark.parametrize("case", GOLDEN_CASES)
 def test_golden_output(case: str) -> None:
-    lines = golden_lines(case)
-    expected_path = GOLDEN / f"{case}.ecs.ndjson"
-    if UPDATE:
-        expected_path.write_text("".join(line + "\n" for line in lines))
-    expected = expected_path.read_text().splitlines()
-    assert lines == expected
-    validate_lines("ecs", lines)
+    check_golden_output("ecs", case)
 
 
 def by_tuple(case: str) -> dict[tuple[str, str, str, str], dict[str, Any]]:
     """Golden events keyed by (source ip, destination ip, @timestamp, flow state) for targeted checks."""
-    docs = validate_lines("ecs", golden_lines(case))
+    docs = validate_lines("ecs", golden_lines("ecs", case))
     return {
         (d["source"]["ip"], d["destination"]["ip"], d["@timestamp"], d["azure"]["flowlog"].get("state", "")): d
         for d in docs
@@ -178,9 +150,7 @@ def sample_events() -> list[FlowEvent]:
     events: list[FlowEvent] = []
     for full_hour in sample_specs(hours=1, tuples_per_minute=15):
         spec = replace(full_hour, minutes=8)
-        got, issues = blob_events(blob_bytes(spec), f"sampleacct/{spec.container}/{spec.blob_name}")
-        assert issues.total == 0
-        events.extend(got)
+        events.extend(events_from_blob(f"sampleacct/{spec.container}/{spec.blob_name}", blob_bytes(spec)))
     return events
 
 
@@ -198,15 +168,13 @@ def test_fast_path_matches_reference_builder_byte_for_byte() -> None:
 
 
 def test_format_one_at_a_time_equals_format_many() -> None:
-    events = sample_events()[:300]
-    fmt = make_formatter()
-    assert [fmt.format(e) for e in events] == make_formatter().format_many(events)
+    format_every_way("ecs", sample_events()[:300])
 
 
 def test_same_input_twice_gives_same_ids_and_bytes() -> None:
-    data = (GOLDEN / "vnet_v4.PT1H.json").read_bytes()
-    first, _ = blob_events(data, "acct/c/blob")
-    second, _ = blob_events(data, "acct/c/blob")
+    data = (GOLDEN / "ecs" / "vnet_v4.PT1H.json").read_bytes()
+    first = events_from_blob("acct/c/blob", data)
+    second = events_from_blob("acct/c/blob", data)
     assert first is not second and first[0].ctx is not second[0].ctx
     fmt = make_formatter()
     once = fmt.format_many(first)
@@ -214,7 +182,7 @@ def test_same_input_twice_gives_same_ids_and_bytes() -> None:
     assert make_formatter().format_many(second) == once  # fresh formatter
     ids = [json.loads(line)["event"]["id"] for line in once]
     assert len(set(ids)) == len(ids)
-    other, _ = blob_events(data, "acct/c/another-blob")
+    other = events_from_blob("acct/c/another-blob", data)
     assert not set(ids) & {json.loads(line)["event"]["id"] for line in fmt.format_many(other)}
 
 
@@ -228,66 +196,26 @@ def test_interleaved_contexts_keep_their_own_constants() -> None:
     assert make_formatter().format_many(mixed) == [orjson.dumps(reference_document(e)).decode() for e in mixed]
 
 
-def _event(ctx: FlowContext, **changes: Any) -> FlowEvent:
-    base = FlowEvent(
-        ctx=ctx,
-        event_id="0123456789abcdef01234567-0",
-        timestamp_ms=1_795_600_800_123,
-        src_ip="10.0.0.4",
-        dst_ip="13.67.143.118",
-        src_port=44931,
-        dst_port=443,
-        protocol=6,
-        inbound=False,
-        allowed=True,
-        state="C",
-        encryption="",
-        packets_s2d=30,
-        bytes_s2d=16978,
-        packets_d2s=24,
-        bytes_d2s=14008,
-    )
-    return base._replace(**changes)
-
-
-def _ctx(**changes: Any) -> FlowContext:
-    fields: dict[str, Any] = {
-        "kind": "nsg",
-        "version": 2,
-        "source": "acct/c/b",
-        "record_offset": 12,
-        "record_time": "2026-11-25T10:00:35.0000000Z",
-        "resource_id": "/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/N",
-        "subscription_id": "s",
-        "resource_group": "RG",
-        "name": "N",
-        "mac": "00-0D-3A-F8-78-56",
-        "rule": "UserRule_Allow-HTTPS",
-        "category": "NetworkSecurityGroupFlowEvent",
-    }
-    fields.update(changes)
-    return FlowContext(**fields)
-
-
 def test_unusual_shapes_take_the_reference_path_and_stay_valid() -> None:
-    ctx = _ctx()
+    ctx = make_context()
     events = [
-        _event(ctx, src_ip="10.0.0.4", dst_ip="10.0.0.4"),  # one address at both ends: related.ip holds it once
-        _event(ctx, bytes_d2s=None, packets_d2s=None),  # counters for one direction only
-        _event(ctx, packets_s2d=None),
-        _event(ctx, bytes_s2d=None),
+        make_event(ctx, src_ip="10.0.0.4", dst_ip="10.0.0.4"),  # one address at both ends: related.ip holds it once
+        make_event(ctx, bytes_d2s=None, packets_d2s=None),  # counters for one direction only
+        make_event(ctx, packets_s2d=None),
+        make_event(ctx, bytes_s2d=None),
     ]
     docs = validate_lines("ecs", make_formatter().format_many(events))
     assert docs[0]["related"]["ip"] == ["10.0.0.4"]
-    assert docs[1]["source"]["bytes"] == 16978 and "bytes" not in docs[1]["destination"]
-    assert (docs[1]["network"]["bytes"], docs[1]["network"]["packets"]) == (16978, 30)
-    assert "packets" not in docs[2]["source"] and docs[2]["network"]["packets"] == 24
-    assert "bytes" not in docs[3]["source"] and docs[3]["network"]["bytes"] == 14008
+    s2d = events[1]
+    assert docs[1]["source"]["bytes"] == s2d.bytes_s2d and "bytes" not in docs[1]["destination"]
+    assert (docs[1]["network"]["bytes"], docs[1]["network"]["packets"]) == (s2d.bytes_s2d, s2d.packets_s2d)
+    assert "packets" not in docs[2]["source"] and docs[2]["network"]["packets"] == events[2].packets_d2s
+    assert "bytes" not in docs[3]["source"] and docs[3]["network"]["bytes"] == events[3].bytes_d2s
 
 
 def test_text_from_the_input_is_escaped() -> None:
-    ctx = _ctx(rule='Rule "quoted" \\ back\nslash', name="NSG-\u00e9\u4e2d", resource_group="rg\ttab")
-    events = [_event(ctx, encryption='N"X'), _event(ctx, inbound=True, state="B")]
+    ctx = make_context(rule='Rule "quoted" \\ back\nslash', name="NSG-\u00e9\u4e2d", resource_group="rg\ttab")
+    events = [make_event(ctx, encryption='N"X'), make_event(ctx, inbound=True, state="B")]
     docs = validate_lines("ecs", make_formatter().format_many(events))
     assert docs[0]["rule"]["name"] == 'Rule "quoted" \\ back\nslash'
     assert docs[0]["observer"]["name"] == "NSG-\u00e9\u4e2d"
@@ -298,17 +226,17 @@ def test_text_from_the_input_is_escaped() -> None:
 def test_scoped_ipv6_address_stays_valid_json_but_is_not_valid_ecs() -> None:
     # ipaddress accepts zone ids (and anything after the %), Elasticsearch's ip type does not: the
     # formatter must still emit parseable JSON, and the schema flags the event as undeliverable.
-    ctx = _ctx()
+    ctx = make_context()
     odd = 'fe80::1%eth"0'
-    line = make_formatter().format(_event(ctx, src_ip=odd, dst_ip="fe80::2"))
+    line = make_formatter().format(make_event(ctx, src_ip=odd, dst_ip="fe80::2"))
     assert json.loads(line)["source"]["ip"] == odd
     with pytest.raises(AssertionError, match="fails its schema"):
         validate_lines("ecs", [line])
 
 
 def test_events_without_optional_context_leave_fields_out() -> None:
-    ctx = _ctx(mac="", rule="", name="", subscription_id="", resource_group="", category="")
-    docs = validate_lines("ecs", make_formatter().format_many([_event(ctx), _event(ctx, inbound=True)]))
+    ctx = make_context(mac="", rule="", name="", subscription_id="", resource_group="", category="")
+    docs = validate_lines("ecs", make_formatter().format_many([make_event(ctx), make_event(ctx, inbound=True)]))
     for doc in docs:
         assert "mac" not in doc["source"] and "mac" not in doc["destination"]
         assert "rule" not in doc and "name" not in doc["observer"] and doc["cloud"] == {"provider": "azure"}
@@ -340,14 +268,12 @@ def test_every_day_of_four_centuries_formats_like_datetime() -> None:
 
 
 def test_absurd_timestamp_does_not_stop_the_formatter() -> None:
-    line = make_formatter().format(_event(_ctx(), timestamp_ms=10**17))
+    line = make_formatter().format(make_event(make_context(), timestamp_ms=10**17))
     assert json.loads(line)["@timestamp"].endswith("Z")
 
 
 def test_formatter_contract() -> None:
-    fmt = formatter("ecs")
-    assert (fmt.name, fmt.content_type) == ("ecs", "application/json")
-    assert fmt.format_many([]) == []
+    check_formatter_contract("ecs", "application/json")
 
 
 # --- the schema against ECS 9.4.0 -------------------------------------------------------------
@@ -419,7 +345,7 @@ def test_every_non_azure_field_exists_in_ecs_with_a_compatible_type() -> None:
 
 
 def test_schema_rejects_what_ecs_would_not_accept() -> None:
-    line = make_formatter().format(_event(_ctx()))
+    line = make_formatter().format(make_event(make_context()))
     validate_lines("ecs", [line])
     doc = json.loads(line)
     bad_docs = [
