@@ -13,6 +13,7 @@ from __future__ import annotations
 import os
 from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from forwarder.flowlog.issues import IssueLog
 from forwarder.flowlog.model import FlowContext, FlowEvent, LogKind
@@ -167,6 +168,16 @@ def format_every_way(fmt: str, events: list[FlowEvent]) -> list[str]:
     assert batch == [formatter(fmt).format(e) for e in events]
     assert [warm.format(e) for e in reversed(events)] == list(reversed(batch))
     return batch
+
+
+def format_one(fmt: str, ctx: FlowContext, **changes: object) -> tuple[str, dict[str, Any]]:
+    """One event in ``ctx`` (see make_event) through a fresh formatter: its line, which must be one
+    line of valid UTF-8, and the line parsed and checked against the format's schema."""
+    (line,) = formatter(fmt).format_many([make_event(ctx, 0, **changes)])
+    line.encode("utf-8")  # fails on a lone surrogate left from bytes that were not UTF-8
+    assert "\n" not in line and "\r" not in line
+    (doc,) = validate_lines(fmt, [line])
+    return line, doc
 
 
 def check_formatter_contract(fmt: str, content_type: str) -> None:
