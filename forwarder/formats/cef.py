@@ -132,7 +132,8 @@ class CefFormatter(TupleCachingFormatter[_Pieces, str]):
     def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
         out: list[str] = []
         append = out.append
-        addr_cache = self._addr
+        addr_cache = self._addr_cache()
+        new_addr = self._new_addr
         last_ctx = self._last_ctx
         pieces = self._last_pieces
         heads: tuple[str, str] = pieces.heads if pieces else ("", "")
@@ -147,7 +148,7 @@ class CefFormatter(TupleCachingFormatter[_Pieces, str]):
             key = (src, dst, sp, dp, pr)
             addr = addr_cache.get(key)
             if addr is None:
-                addr = self._addr_piece(key)
+                addr = addr_cache[key] = new_addr(key)
             tail = tails.get(state + enc)
             if tail is None:
                 assert pieces is not None

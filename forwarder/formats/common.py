@@ -103,21 +103,23 @@ class CachingFormatter(Generic[P]):
 
 class TupleCachingFormatter(CachingFormatter[P], Generic[P, A]):
     """A CachingFormatter that also renders what depends only on the 5-tuple (addresses, ports,
-    protocol, Community ID) once per 5-tuple; subclasses implement ``_new_addr`` as well."""
+    protocol, Community ID) once per 5-tuple; subclasses implement ``_new_addr`` as well.
+
+    ``format_many`` takes the cache from ``_addr_cache()`` and stores ``_new_addr(key)`` in it itself
+    on a miss: about every other tuple is a new 5-tuple, and a second call per miss would show.
+    """
 
     def __init__(self) -> None:
         super().__init__()
         self._addr: dict[FiveTuple, A] = {}
 
-    def _addr_piece(self, key: FiveTuple) -> A:
-        """A 5-tuple's piece, rendered and cached."""
-        piece = self._new_addr(key)
-        # bounded_put written out: about every other tuple is a new 5-tuple, and a call costs there.
+    def _addr_cache(self) -> dict[FiveTuple, A]:
+        """The 5-tuple cache for one batch, emptied first when full: it holds at most CACHE_MAX
+        entries plus those of one batch (whose events take more memory than their entries)."""
         addr = self._addr
         if len(addr) >= CACHE_MAX:
             addr.clear()
-        addr[key] = piece
-        return piece
+        return addr
 
     def _new_addr(self, key: FiveTuple) -> A:
         raise NotImplementedError

@@ -164,7 +164,8 @@ class OcsfFormatter(TupleCachingFormatter[_Pieces, tuple[str, str]]):
     def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
         out: list[str] = []
         append = out.append
-        addr_cache = self._addr
+        addr_cache = self._addr_cache()
+        new_addr = self._new_addr
         heads = _HEADS
         last_ctx = self._last_ctx
         pieces = self._last_pieces
@@ -180,7 +181,7 @@ class OcsfFormatter(TupleCachingFormatter[_Pieces, tuple[str, str]]):
             key = (src, dst, sp, dp, pr)
             addr = addr_cache.get(key)
             if addr is None:
-                addr = self._addr_piece(key)
+                addr = addr_cache[key] = new_addr(key)
             head = heads.get(state)
             if head is None:
                 head = (classification(False, state), classification(True, state))
