@@ -219,3 +219,35 @@ def test_a_record_cut_by_a_chunk_is_carried_not_reported() -> None:
     assert got == [] and issues.total == 0 and decoder.consumed == 12 and decoder.pending == 1000
     got = list(decoder.feed(data[1000:], final=True))
     assert len(got) == 3 and issues.total == 0
+
+
+def _event_fields(events: list[FlowEvent]) -> list[tuple[object, ...]]:
+    return [(*e[1:], e.ctx.rule, e.ctx.mac, e.ctx.record_offset) for e in events]
+
+
+@pytest.mark.parametrize("kind,version", [("nsg", 1), ("nsg", 2), ("vnet", 4)])
+def test_big_records_take_the_tuple_span_path_and_give_the_same_events(
+    kind: str, version: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import forwarder.flowlog.records as records
+
+    blob = blob_bytes(BlobSpec(kind=kind, version=version, minutes=3, tuples_per_minute=400))  # type: ignore[arg-type]
+    plain, plain_issues, _ = parse(blob, chunk=5000)
+    monkeypatch.setattr(records, "BIG", 1000)  # every record here is "big"
+    spans, span_issues, consumed = parse(blob, chunk=5000)
+    assert plain_issues.total == span_issues.total == 0
+    assert _event_fields(spans) == _event_fields(plain)
+    assert consumed == len(blob) - 2
+
+
+def test_a_big_record_in_an_unusual_form_falls_back_to_plain_json(monkeypatch: pytest.MonkeyPatch) -> None:
+    import forwarder.flowlog.records as records
+
+    monkeypatch.setattr(records, "BIG", 10)
+    good = "1542110377,10.0.0.4,13.67.143.118,44931,443,T,O,A,C,30,16978,24,14008"
+    spaced = json.dumps(nsg_record([good, good]))  # blanks between tuples
+    compact = json.dumps(nsg_record([good, good]), separators=(",", ":"))
+    escaped = compact.replace("443,T,O", "443,T\\u002cO", 1)  # a JSON escape inside a tuple
+    assert "\\u002c" in escaped
+    events, issues, _ = parse(wrap(spaced, escaped))
+    assert len(events) == 4 and issues.total == 0

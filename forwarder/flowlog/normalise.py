@@ -22,7 +22,7 @@ _NSG_STATES = frozenset("BCE")
 _VNET_STATES = frozenset("BCED")
 
 _ip_cache: dict[str, int] = {}
-_IP_CACHE_MAX = 200_000
+_IP_CACHE_MAX = 32_768
 
 
 def ip_version(addr: str) -> int:

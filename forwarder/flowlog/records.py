@@ -16,6 +16,7 @@ from collections.abc import Generator, Iterator
 from dataclasses import dataclass
 from typing import Any
 
+from forwarder.flowlog.bigrecord import BIG, parse_big_record
 from forwarder.flowlog.issues import IssueLog, ParseIssue, excerpt
 
 # Where the next record starts, as Azure writes it (compact); after garbage, a looser form of it.
@@ -60,7 +61,7 @@ class RecordDecoder:
         self.blind_parse_bytes = blind_parse_bytes
         self.consumed = start_offset
         self.records_seen = 0
-        self._carry = b""
+        self._carry = bytearray()
 
     @property
     def pending(self) -> int:
@@ -69,8 +70,13 @@ class RecordDecoder:
 
     def feed(self, data: bytes, final: bool = False) -> Iterator[Record]:
         """Decode ``data`` (the bytes following everything fed before); ``final`` means no more will come."""
-        buf = self._carry + data if self._carry else data
-        self._carry = b""
+        if self._carry:
+            # In place: a record spanning many reads must not be copied whole on every read.
+            self._carry += data
+            buf: bytes | bytearray = self._carry
+            self._carry = bytearray()
+        else:
+            buf = data
         base = self.consumed  # blob offset of buf[0]
         ascii_only = buf.isascii()
         pos = 0
@@ -88,7 +94,7 @@ class RecordDecoder:
             elif len(buf) - pos >= self.blind_parse_bytes:
                 segment_end, segment_final = len(buf), False
             else:
-                self._carry = buf[pos:]
+                self._carry = bytearray(buf[pos:]) if pos or isinstance(buf, bytes) else buf
                 self.consumed = base + pos
                 return
             with memoryview(buf) as view:
@@ -101,12 +107,12 @@ class RecordDecoder:
             rest = yield from segment
             if rest:
                 # Only a segment parsed blind can end in a partial record: wait for the rest.
-                self._carry = rest.encode("utf-8", "surrogateescape") + buf
+                self._carry = bytearray(rest.encode("utf-8", "surrogateescape")) + buf
                 self.consumed = base - (len(self._carry) - len(buf))
                 if len(self._carry) > self.max_record_bytes:
-                    self._report(self.consumed, "record too large", self._carry[:200], "over max_record_bytes")
+                    self._report(self.consumed, "record too large", bytes(self._carry[:200]), "over max_record_bytes")
                     self.consumed += len(self._carry)
-                    self._carry = b""
+                    self._carry = bytearray()
                 return
 
     def _segment(
@@ -132,7 +138,8 @@ class RecordDecoder:
             try:
                 if text[pos] != "{":
                     raise ValueError("expected '{' at the start of a record")
-                body, stop = _DECODER.raw_decode(text, pos)
+                big = parse_big_record(text, pos, end) if end - pos >= BIG and (followed or final) else None
+                body, stop = big or _DECODER.raw_decode(text, pos)
             except ValueError as exc:  # JSONDecodeError is a ValueError
                 nxt = _RESYNC.search(text, pos + 1)
                 if nxt is None and not final:
