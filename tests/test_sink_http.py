@@ -172,15 +172,16 @@ def test_bad_tables_are_config_errors(dead_letter: DeadLetter, table: dict[str, 
 
 @pytest.mark.parametrize("in_flight", [1, 3])
 def test_requests_overlap_up_to_max_in_flight(dead_letter: DeadLetter, events: list[Any], in_flight: int) -> None:
-    with NdjsonReceiver("/ingest", required_headers={"Authorization": BEARER}, latency=0.3) as slow:
+    # Long answers so that a loaded machine cannot blur "one after the other" into "all at once".
+    with NdjsonReceiver("/ingest", required_headers={"Authorization": BEARER}, latency=1.0) as slow:
         make_sink(slow, dead_letter, max_in_flight=in_flight).send(make_batch("ecs", events[:192]))  # 3 requests
         arrivals = sorted(s.at for s in slow.seen)
         assert len(arrivals) == 3 and sorted(ids(slow.lines)) == sorted(e.event_id for e in events[:192])
         spread = arrivals[-1] - arrivals[0]
         if in_flight == 1:
-            assert spread >= 0.55, "each request waited for the answer to the one before"
+            assert spread >= 1.9, "each request waited for the answer to the one before"
         else:
-            assert spread < 0.25, "all three were under way at once"
+            assert spread < 0.9, "all three were under way at once"
         assert len({s.peer for s in slow.seen}) == in_flight
 
 
