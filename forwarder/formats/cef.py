@@ -132,7 +132,7 @@ class CefFormatter(TupleCachingFormatter[_Pieces, str]):
     def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
         out: list[str] = []
         append = out.append
-        addr_cache = self._addr_cache()
+        addr_cache = self._addr_cache(len(events))
         new_addr = self._new_addr
         last_ctx = self._last_ctx
         pieces = self._last_pieces

@@ -113,11 +113,10 @@ class TupleCachingFormatter(CachingFormatter[P], Generic[P, A]):
         super().__init__()
         self._addr: dict[FiveTuple, A] = {}
 
-    def _addr_cache(self) -> dict[FiveTuple, A]:
-        """The 5-tuple cache for one batch, emptied first when full: it holds at most CACHE_MAX
-        entries plus those of one batch (whose events take more memory than their entries)."""
+    def _addr_cache(self, batch: int) -> dict[FiveTuple, A]:
+        """The 5-tuple cache for a batch of ``batch`` events, emptied first if they could overfill it."""
         addr = self._addr
-        if len(addr) >= CACHE_MAX:
+        if len(addr) + batch > CACHE_MAX:
             addr.clear()
         return addr
 

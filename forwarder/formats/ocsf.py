@@ -164,7 +164,7 @@ class OcsfFormatter(TupleCachingFormatter[_Pieces, tuple[str, str]]):
     def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
         out: list[str] = []
         append = out.append
-        addr_cache = self._addr_cache()
+        addr_cache = self._addr_cache(len(events))
         new_addr = self._new_addr
         heads = _HEADS
         last_ctx = self._last_ctx
