@@ -105,7 +105,7 @@ class TupleCachingFormatter(CachingFormatter[P], Generic[P, A]):
     """A CachingFormatter that also renders what depends only on the 5-tuple (addresses, ports,
     protocol, Community ID) once per 5-tuple; subclasses implement ``_new_addr`` as well.
 
-    ``format_many`` takes the cache from ``_addr_cache()`` and stores ``_new_addr(key)`` in it itself
+    ``format_many`` takes the cache from ``_addr_cache(len(events))`` and stores ``_new_addr(key)`` in it
     on a miss: about every other tuple is a new 5-tuple, and a second call per miss would show.
     """
 
