@@ -181,3 +181,17 @@ def test_sample_writes_the_container_layout(tmp_path: Path) -> None:
     assert any(f.startswith("insights-logs-flowlogflowevent/flowLogResourceID=/") for f in files)
     first = json.loads((tmp_path / files[0]).read_text())
     assert len(first["records"]) == 60
+
+
+@pytest.mark.parametrize("fmt", ["ecs", "cef", "ocsf"])
+def test_a_byte_that_is_not_utf8_in_a_name_does_not_stop_any_format(tmp_path: Path, fmt: str) -> None:
+    blob = blob_bytes(BlobSpec(minutes=2, tuples_per_minute=4))
+    at = blob.index(b'"rule":"') + len(b'"rule":"')
+    path = tmp_path / "PT1H.json"
+    path.write_bytes(blob[:at] + b"\xff" + blob[at:])
+    done = nsg("convert", str(path), "--format", fmt)
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.decode().splitlines()
+    assert len(lines) == 8
+    validate_lines(fmt, lines)
+    assert "\ufffd" in done.stdout.decode()  # shown as the replacement character, not dropped

@@ -36,6 +36,8 @@ class ParseIssue:
 def excerpt(text: str | bytes) -> str:
     if isinstance(text, bytes):
         text = text.decode("utf-8", "replace")
+    elif not text.isascii():
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
     return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "..."
 
 

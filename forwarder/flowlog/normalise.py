@@ -65,6 +65,15 @@ def parse_resource_id(resource_id: str) -> dict[str, str]:
     return out
 
 
+def text(value: Any) -> str:
+    """A context string fit for every format: bytes that were not UTF-8 (kept as lone surrogates so that
+    byte offsets stay exact) become U+FFFD here, once per record, instead of failing a JSON encoder."""
+    if value is None:
+        return ""
+    s = value if isinstance(value, str) else str(value)
+    return s if s.isascii() else s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+
+
 class UnknownRecord(ValueError):
     """A record that is neither an NSG nor a VNet flow log record of a known version."""
 
@@ -114,9 +123,9 @@ class Normaliser:
                 )
             )
             return
-        resource_id = str(body.get("resourceId") or body.get("flowLogResourceID") or "")
+        resource_id = text(body.get("resourceId") or body.get("flowLogResourceID"))
         rid = parse_resource_id(resource_id)
-        target = str(body.get("targetResourceID") or "")
+        target = text(body.get("targetResourceID"))
         if kind == "nsg":
             name = rid.get("networksecuritygroups", "")
             group = rid.get("resourcegroups", "")
@@ -129,16 +138,16 @@ class Normaliser:
             "version": version,
             "source": self.source,
             "record_offset": record.offset,
-            "record_time": str(body.get("time", "")),
+            "record_time": text(body.get("time")),
             "resource_id": resource_id,
             "subscription_id": rid.get("subscriptions", "").lower(),
             "resource_group": group,
             "name": name,
-            "category": str(body.get("category", "")),
-            "operation_name": str(body.get("operationName", "")),
-            "system_id": str(body.get("systemId", "")),
+            "category": text(body.get("category")),
+            "operation_name": text(body.get("operationName")),
+            "system_id": text(body.get("systemId")),
             "target_resource_id": target,
-            "flow_log_guid": str(body.get("flowLogGUID", "")),
+            "flow_log_guid": text(body.get("flowLogGUID")),
             "id_prefix": prefix,
         }
         record_mac = str(body.get("macAddress", ""))
@@ -146,7 +155,7 @@ class Normaliser:
         out: list[FlowEvent] = []
         index = 0
         for rule, mac, acl_id, tuples in groups:
-            ctx = FlowContext(mac=format_mac(mac or record_mac), rule=rule, acl_id=acl_id, **common)  # type: ignore[arg-type]
+            ctx = FlowContext(mac=format_mac(mac or record_mac), rule=text(rule), acl_id=text(acl_id), **common)  # type: ignore[arg-type]
             for start in range(0, len(tuples), size):
                 part = tuples[start : start + size] if len(tuples) > size else tuples
                 if out and len(out) + len(part) > size:
@@ -289,6 +298,7 @@ def _vnet_v4(ctx: FlowContext, index: int, tuples: list[Any], out: list[FlowEven
                 or state not in states
                 or not ts.isdigit()
                 or len(ts) > 14
+                or not enc.isascii()
             ):
                 raise ValueError
             counters = p1 + b1 + p2 + b2
