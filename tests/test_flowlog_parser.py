@@ -251,3 +251,19 @@ def test_a_big_record_in_an_unusual_form_falls_back_to_plain_json(monkeypatch: p
     assert "\\u002c" in escaped
     events, issues, _ = parse(wrap(spaced, escaped))
     assert len(events) == 4 and issues.total == 0
+
+
+def test_non_ascii_names_split_across_reads_keep_exact_offsets() -> None:
+    good = "1542110377,10.0.0.4,13.67.143.118,44931,443,T,O,A,C,30,16978,24,14008"
+    records = [nsg_record([good], rule=f"Règle-ü-{i}-✓") for i in range(4)]
+    blob = (
+        "{" + '"records":[' + ",".join(json.dumps(r, ensure_ascii=False, separators=(",", ":")) for r in records) + "]}"
+    ).encode()
+    whole, _, _ = parse(blob, chunk=1 << 20)
+    for chunk in (1, 3, 7, 64):
+        events, issues, consumed = parse(blob, chunk=chunk)
+        assert issues.total == 0 and consumed == len(blob) - 2
+        assert _event_fields(events) == _event_fields(whole)
+        assert [e.ctx.rule for e in events] == [f"Règle-ü-{i}-✓" for i in range(4)]
+        for e in events:
+            assert blob[e.ctx.record_offset : e.ctx.record_offset + 9] == b'{"time":"'

@@ -10,6 +10,7 @@ what is known to be complete: the bytes before such a start, or everything once 
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Generator, Iterator
@@ -20,11 +21,11 @@ from forwarder.flowlog.bigrecord import BIG, parse_big_record
 from forwarder.flowlog.issues import IssueLog, ParseIssue, excerpt
 
 # Where the next record starts, as Azure writes it (compact); after garbage, a looser form of it.
-_NEXT = b',{"time":'
+_NEXT = ',{"time":'
 _RESYNC = re.compile(r',\s*\{\s*"time"\s*:')
 _DECODER = json.JSONDecoder()
 _WS = " \t\r\n"
-_WS_BYTES = b" \t\r\n,"
+_WS_SEP = " \t\r\n,"
 
 # Head and tail are learned from the blob: '{"records":[' and ']}' today, other sizes in older blobs.
 HEAD_RE = re.compile(rb'^\s*\{\s*"records"\s*:\s*\[\s*')
@@ -61,71 +62,78 @@ class RecordDecoder:
         self.blind_parse_bytes = blind_parse_bytes
         self.consumed = start_offset
         self.records_seen = 0
-        self._carry = bytearray()
+        # The carry is kept as text: bytes are decoded once, as they arrive, and a record spanning many
+        # reads grows in place instead of existing as bytes and as text at the same time.
+        self._text = ""
+        self._ascii = True
+        self._utf8 = codecs.getincrementaldecoder("utf-8")("surrogateescape")
 
     @property
     def pending(self) -> int:
-        """Bytes held back because they may be the start of a record not yet complete."""
-        return len(self._carry)
+        """Characters held back because they may be the start of a record not yet complete."""
+        return len(self._text)
 
     def feed(self, data: bytes, final: bool = False) -> Iterator[Record]:
         """Decode ``data`` (the bytes following everything fed before); ``final`` means no more will come."""
-        if self._carry:
-            # In place: a record spanning many reads must not be copied whole on every read.
-            self._carry += data
-            buf: bytes | bytearray = self._carry
-            self._carry = bytearray()
-        else:
-            buf = data
-        base = self.consumed  # blob offset of buf[0]
-        ascii_only = buf.isascii()
+        piece = self._utf8.decode(data, final)
+        text, self._text = self._text, ""
+        text += piece  # in place: this frame holds the only reference
+        ascii_only = self._ascii and piece.isascii()
+        base = self.consumed  # blob offset of text[0]
+
+        def nbytes(chars: str) -> int:
+            return len(chars) if ascii_only else len(chars.encode("utf-8", "surrogateescape"))
+
         pos = 0
         while True:
-            while pos < len(buf) and buf[pos] in _WS_BYTES:
+            while pos < len(text) and text[pos] in _WS_SEP:
                 pos += 1
-            if pos >= len(buf):
-                self.consumed = base + len(buf)
+            if pos >= len(text):
+                self.consumed = base + nbytes(text)
+                self._ascii = True
                 return
-            nxt = buf.find(_NEXT, pos + 1)
+            nxt = text.find(_NEXT, pos + 1)
             if nxt >= 0:
-                segment_end, segment_final = nxt, True  # the record before a record start is complete
+                end, segment_final = nxt, True  # the record before a record start is complete
             elif final:
-                segment_end, segment_final = len(buf), True
-            elif len(buf) - pos >= self.blind_parse_bytes:
-                segment_end, segment_final = len(buf), False
+                end, segment_final = len(text), True
+            elif len(text) - pos >= self.blind_parse_bytes:
+                end, segment_final = len(text), False
             else:
-                self._carry = bytearray(buf[pos:]) if pos or isinstance(buf, bytes) else buf
-                self.consumed = base + pos
+                self._text = text[pos:] if pos else text
+                self._ascii = ascii_only or self._text.isascii()
+                self.consumed = base + nbytes(text[:pos])
                 return
-            with memoryview(buf) as view:
-                text = str(view[pos:segment_end], "ascii" if ascii_only else "utf-8", "surrogateescape")
-            seg_base = base + pos
-            # Keep only what follows the segment, so that a big record's bytes are freed while it is parsed.
-            base, buf, pos = base + segment_end, buf[segment_end:], 0
-            segment = self._segment(text, seg_base, segment_final, nxt >= 0, ascii_only)
-            del text
+            segment = self._segment(text, pos, end, base + nbytes(text[:pos]), segment_final, nxt >= 0, ascii_only)
+            # Keep only what follows the segment: the segment's own text lives as long as its records need it.
+            base += nbytes(text[:end])
+            text, pos = text[end:], 0
+            if not ascii_only:
+                ascii_only = text.isascii()
             rest = yield from segment
             if rest:
                 # Only a segment parsed blind can end in a partial record: wait for the rest.
-                self._carry = bytearray(rest.encode("utf-8", "surrogateescape")) + buf
-                self.consumed = base - (len(self._carry) - len(buf))
-                if len(self._carry) > self.max_record_bytes:
-                    self._report(self.consumed, "record too large", bytes(self._carry[:200]), "over max_record_bytes")
-                    self.consumed += len(self._carry)
-                    self._carry = bytearray()
+                self._text = rest + text
+                self._ascii = self._text.isascii()
+                self.consumed = base - len(rest.encode("utf-8", "surrogateescape"))
+                if len(self._text) > self.max_record_bytes:
+                    self._report(self.consumed, "record too large", self._text[:200], "over max_record_bytes")
+                    self.consumed += len(self._text.encode("utf-8", "surrogateescape"))
+                    self._text = ""
                 return
 
     def _segment(
-        self, text: str, base: int, final: bool, followed: bool, ascii_only: bool
+        self, text: str, start: int, end: int, base: int, final: bool, followed: bool, ascii_only: bool
     ) -> Generator[Record, None, str]:
-        """Parse the records of one segment; returns the unparsed tail to carry (only when not final)."""
+        """Parse the records of text[start:end] (base = its blob offset); returns the unparsed tail to carry
+        (only when not final)."""
 
         def byte_pos(char_pos: int) -> int:
             if ascii_only:
-                return base + char_pos
-            return base + len(text[:char_pos].encode("utf-8", "surrogateescape"))
+                return base + char_pos - start
+            return base + len(text[start:char_pos].encode("utf-8", "surrogateescape"))
 
-        pos, end = 0, len(text)
+        pos = start
         while True:
             while pos < end and text[pos] in _WS:
                 pos += 1
@@ -140,10 +148,12 @@ class RecordDecoder:
                     raise ValueError("expected '{' at the start of a record")
                 big = parse_big_record(text, pos, end) if end - pos >= BIG and (followed or final) else None
                 body, stop = big or _DECODER.raw_decode(text, pos)
+                if stop > end:
+                    raise ValueError("the record runs into the next one")
             except ValueError as exc:  # JSONDecodeError is a ValueError
-                nxt = _RESYNC.search(text, pos + 1)
+                nxt = _RESYNC.search(text, pos + 1, end)
                 if nxt is None and not final:
-                    return text[pos:]
+                    return text[pos:end]
                 bad_end = nxt.start() if nxt else end
                 self._report(
                     byte_pos(pos),
@@ -157,9 +167,8 @@ class RecordDecoder:
             index = self.records_seen
             self.records_seen += 1
             pos = stop
-            last = not text[stop : stop + 64].strip(_WS + ",") and not text[stop:].strip(_WS + ",")
-            if last:
-                text, end = "", 0  # free the record's text before its events are built
+            if not text[stop : min(end, stop + 64)].strip(_WS + ",") and not text[stop:end].strip(_WS + ","):
+                text, pos, end = "", 0, 0  # the segment's last record: free its text before the events are built
             if not isinstance(body, dict):
                 self.issues.report(ParseIssue(self.source, offset, "record is not a JSON object", record_index=index))
                 continue

@@ -28,7 +28,7 @@ FLOW_STATES = {"B": "Begin", "C": "Continuing", "E": "End", "D": "Denied"}
 IANA_KEYWORDS = {1: "ICMP", 2: "IGMP", 4: "IPv4", 6: "TCP", 17: "UDP", 41: "IPv6", 47: "GRE", 50: "ESP", 51: "AH",
                  58: "IPv6-ICMP", 132: "SCTP"}  # fmt: skip
 
-CACHE_MAX = 65_536  # entries in a per-value cache (5-tuples, flow state + encryption)
+CACHE_MAX = 16_384  # entries in a per-value cache (5-tuples, flow state + encryption): bounds memory
 
 
 def content_key(ctx: FlowContext) -> tuple[object, ...]:

@@ -40,7 +40,7 @@ class Chunk:
 
 
 class BlobReader:
-    def __init__(self, source: BlobSource, issues: IssueLog, chunk_bytes: int = 1 << 20, max_events: int = 20_000):
+    def __init__(self, source: BlobSource, issues: IssueLog, chunk_bytes: int = 1 << 20, max_events: int = 10_000):
         self.source = source
         self.issues = issues
         self.chunk_bytes = max(chunk_bytes, 2 * _PROBE)
