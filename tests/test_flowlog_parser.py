@@ -267,3 +267,26 @@ def test_non_ascii_names_split_across_reads_keep_exact_offsets() -> None:
         assert [e.ctx.rule for e in events] == [f"Règle-ü-{i}-✓" for i in range(4)]
         for e in events:
             assert blob[e.ctx.record_offset : e.ctx.record_offset + 9] == b'{"time":"'
+
+
+def test_tuple_span_slices_in_order_match_the_plain_list() -> None:
+    import random
+
+    from forwarder.flowlog.bigrecord import TupleSpan
+
+    rng = random.Random(5)
+    tuples = [
+        f"{1542110377 + i},10.0.0.{i % 250},2001:db8::{i:x},{i},443,T,O,A,{'B,,,,' if i % 3 else 'C,1,2,3,4'}"
+        for i in range(997)
+    ]
+    text = 'xx"flowTuples":["' + '","'.join(tuples) + '"]yy'
+    start = text.index('["') + 2
+    span = TupleSpan(text, start, text.index('"]yy'))
+    assert len(span) == len(tuples)
+    pos, got = 0, []
+    while pos < len(tuples):
+        step = rng.choice([1, 2, 7, 64, 300])
+        got += span[pos : pos + step]
+        pos += step
+    assert got == tuples
+    assert span[0:5] == tuples[0:5] and list(span) == tuples  # going back starts over

@@ -54,8 +54,19 @@ class TupleSpan:
         begin = self._position(first)
         if stop >= self._len:
             return self._text[begin : self._end].split(_SEP)
-        finish = self._position(stop) - 3
-        return self._text[begin:finish].split(_SEP)
+        want = stop - first
+        # Split a stretch a little longer than the tuples wanted (tuples are about the same length),
+        # widening it until enough came out; the cursor then moves past them without a scan.
+        guess = (self._end - self._start) // self._len + 8
+        while True:
+            limit = min(self._end, begin + guess * want + guess)
+            parts = self._text[begin:limit].split(_SEP, want)
+            if len(parts) > want or limit == self._end:
+                break
+            guess *= 2
+        tuples = parts[:want]
+        self._cursor = (stop, begin + sum(map(len, tuples)) + 3 * want)
+        return tuples
 
     def __iter__(self) -> Iterator[str]:
         return iter(self[0 : self._len])
