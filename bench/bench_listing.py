@@ -59,7 +59,9 @@ def main() -> None:
             cc = az.new_container("bench")
             specs = [
                 BlobSpec(
-                    kind="vnet" if r % 4 == 3 else "nsg", name=f"RES{r:03d}", mac=f"000D3A{r:03d}{m:03d}",
+                    kind="vnet" if r % 4 == 3 else "nsg",
+                    name=f"RES{r:03d}",
+                    mac=f"000D3A{r:03d}{m:03d}",
                     hour=NOW_HOUR - h * timedelta(hours=1),
                 )
                 for h in range(args.days * 24)

@@ -48,7 +48,12 @@ class DeadLetter:
             self.counts[sink] += len(items)
             log.error(
                 "Dead-lettered events a sink rejected for good: sink=%s count=%d reason=%s blob=%s offset=%d file=%s",
-                sink, len(items), reason, items[0][0].ctx.source, items[0][0].ctx.record_offset, self.path,
+                sink,
+                len(items),
+                reason,
+                items[0][0].ctx.source,
+                items[0][0].ctx.record_offset,
+                self.path,
             )
             if self.path is None:
                 return

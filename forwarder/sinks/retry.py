@@ -63,7 +63,11 @@ class RetryPolicy:
             wait = state.next_action.sleep if state.next_action else 0.0
             log.warning(
                 "Retrying after a transient failure: sink=%s what=%s attempt=%d wait_s=%.1f error=%s",
-                sink, what, state.attempt_number, wait, exc,
+                sink,
+                what,
+                state.attempt_number,
+                wait,
+                exc,
             )
             if self.on_retry:
                 self.on_retry(sink)

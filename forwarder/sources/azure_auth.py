@@ -66,7 +66,7 @@ class Connection:
 
 
 def account_name_from_url(account_url: str) -> str | None:
-    """"myacct" from https://myacct.blob.core.windows.net or http://127.0.0.1:10000/myacct (emulator style)."""
+    """ "myacct" from https://myacct.blob.core.windows.net or http://127.0.0.1:10000/myacct (emulator style)."""
     parts = urlsplit(account_url)
     host = parts.hostname or ""
     if ".blob." in host:

@@ -117,7 +117,11 @@ class StorageRetry:
             log.warning(
                 "Retrying a storage request after a transient failure: "
                 "source=%s what=%s attempt=%d wait_s=%.1f %s error=%s",
-                self.identity, what, state.attempt_number, wait, _status(exc) if exc else "",
+                self.identity,
+                what,
+                state.attempt_number,
+                wait,
+                _status(exc) if exc else "",
                 self.scrub(_first_line(f"{type(exc).__name__}: {exc}")),
             )
 
