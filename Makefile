@@ -30,6 +30,7 @@ test: $(STAMP) node_modules/.installed
 
 lint: $(STAMP)
 	$(BIN)/ruff check forwarder tests bench tools
+	$(BIN)/ruff format --check forwarder tests bench tools
 	$(BIN)/mypy
 
 bench: $(STAMP)
