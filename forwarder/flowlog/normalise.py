@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
 from forwarder.flowlog.issues import IssueLog, ParseIssue, excerpt
@@ -103,6 +103,13 @@ class Normaliser:
     def events(self, record: Record) -> list[FlowEvent]:
         """All events of a record at once (small records, tests, convert)."""
         return [e for batch in self.batches(record, 1 << 62) for e in batch]
+
+    def records_batches(self, records: Iterable[Record], size: int) -> Iterator[list[FlowEvent]]:
+        """The events of many records, in lists of at most ``size`` (never mixing two records)."""
+        for record in records:
+            yield from self.batches(record, size)
+            # A big record's text is referenced from its body: let it go before the next one is read.
+            del record
 
     def batches(self, record: Record, size: int) -> Iterator[list[FlowEvent]]:
         """The events of a record in lists of at most ``size``: one minute of a busy NIC can hold

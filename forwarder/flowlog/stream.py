@@ -62,10 +62,9 @@ class FileConverter:
                     if tail is not None:
                         feed = feed[: tail.start()]
                 final = True
-            for record in decoder.feed(feed, final=final):
-                for batch in normaliser.batches(record, 8192):
-                    self.tuples += len(batch)
-                    yield batch
+            for batch in normaliser.records_batches(decoder.feed(feed, final=final), 8192):
+                self.tuples += len(batch)
+                yield batch
             self.records = decoder.records_seen
             if final:
                 if self.tuples == 0 and self.issues.total and not whole_blob:

@@ -152,13 +152,12 @@ class BlobReader:
                     data = data[: m.start()]
                     final = True
             events: list[FlowEvent] = []
-            for record in decoder.feed(data, final=final):
-                for batch in normaliser.batches(record, self.max_events):
-                    if events and len(events) + len(batch) > self.max_events:
-                        delivered += len(events)
-                        yield Chunk(key, blob, events, cp.offset, None, bytes_read, False)
-                        events, bytes_read = [], 0
-                    events.extend(batch)
+            for batch in normaliser.records_batches(decoder.feed(data, final=final), self.max_events):
+                if events and len(events) + len(batch) > self.max_events:
+                    delivered += len(events)
+                    yield Chunk(key, blob, events, cp.offset, None, bytes_read, False)
+                    events, bytes_read = [], 0
+                events.extend(batch)
             new_offset = decoder.consumed
             if not cp.first and pos == cp.head and new_offset > cp.head:
                 # Only bytes of delivered records: a blob seen with head and tail alone has no first record yet.
