@@ -3,17 +3,15 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
 from forwarder.flowlog.community_id import community_id
-
-VECTORS = Path(__file__).resolve().parents[2] / "shared" / "reference" / "community-id"
+from tests.support.reference import reference
 
 
 def load(name: str) -> list[dict[str, object]]:
-    return json.loads((VECTORS / f"{name}.json").read_text())  # type: ignore[no-any-return]
+    return json.loads(reference(f"community-id/{name}.json").read_text())  # type: ignore[no-any-return]
 
 
 @pytest.mark.parametrize(

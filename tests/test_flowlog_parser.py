@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -12,8 +11,7 @@ from forwarder.flowlog.model import FlowEvent
 from forwarder.flowlog.normalise import Normaliser
 from forwarder.flowlog.records import HEAD_RE, TAIL_RE, RecordDecoder
 from forwarder.samples.generator import BlobSpec, blob_bytes, data_blocks
-
-REFERENCE = Path(__file__).resolve().parents[2] / "shared" / "reference"
+from tests.support.reference import reference
 
 
 def parse(blob: bytes, chunk: int = 1 << 20, source: str = "acct/c/blob") -> tuple[list[FlowEvent], IssueLog, int]:
@@ -125,7 +123,7 @@ def test_nsg_v1_has_no_state_or_counters() -> None:
 
 
 def test_vnet_v4_milliseconds_protocol_numbers_and_denied_state() -> None:
-    record = json.loads((REFERENCE / "elastic/vnet-flowlog-record.json").read_text())
+    record = json.loads(reference("elastic/vnet-flowlog-record.json").read_text())
     group = record["flowRecords"]["flows"][0]["flowGroups"][0]
     group["flowTuples"] = [*group["flowTuples"], "1663146003999,10.1.0.4,10.2.0.5,0,0,1,I,D,NX,0,0,0,0"]
     events, issues, _ = parse(wrap(record))
