@@ -9,12 +9,13 @@ from __future__ import annotations
 import argparse
 import os
 import re
-import subprocess
 import sys
 import tempfile
-import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from bench.measure import run_measured
 from forwarder.samples.generator import BlobSpec, write_blob
 
 
@@ -34,17 +35,11 @@ def main() -> None:
         print(f"{'format':8} {'seconds':>8} {'tuples/s':>12} {'MB/s':>8} {'peak RSS MB':>12}")
         for fmt in args.formats.split(","):
             cmd = [sys.executable, "-m", "forwarder", "convert", str(path), "--format", fmt, "--output", os.devnull]
-            began = time.perf_counter()
-            proc = subprocess.Popen(cmd, stderr=subprocess.PIPE)
-            assert proc.stderr is not None
-            err = proc.stderr.read().decode()
-            _, status, usage = os.wait4(proc.pid, 0)
-            seconds = time.perf_counter() - began
+            seconds, rss_mb, err, status = run_measured(cmd)
             if status != 0:
                 sys.exit(f"convert failed: {err}")
             m = re.search(r"events=(\d+)", err)
             events = int(m.group(1)) if m else 0
-            rss_mb = usage.ru_maxrss / 1024
             print(f"{fmt:8} {seconds:8.2f} {events / seconds:12,.0f} {size / 1e6 / seconds:8.1f} {rss_mb:12.1f}")
 
 

@@ -12,8 +12,6 @@ Usage: python bench/bench_reader.py [egress] [latency] [memory --gb 1]
 from __future__ import annotations
 
 import argparse
-import os
-import subprocess
 import sys
 import tempfile
 import threading
@@ -27,6 +25,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from azure.storage.blob import ContainerClient
 
+from bench.measure import run_measured
 from forwarder.checkpoints.store import CheckpointStore
 from forwarder.pipeline.delivery import Delivery
 from forwarder.pipeline.service import Service
@@ -134,22 +133,13 @@ type = "file"
 format = "cef"
 path = "-"
 """)
-    began = time.monotonic()
-    with open(os.devnull, "wb") as devnull:
-        proc = subprocess.Popen(
-            [sys.executable, "-m", "forwarder", "run", "--config", str(config), "--once"],
-            stdout=devnull,
-            stderr=subprocess.PIPE,
-        )
-        assert proc.stderr is not None
-        err = proc.stderr.read().decode()
-        _, status, usage = os.wait4(proc.pid, 0)
-    seconds = time.monotonic() - began
+    cmd = [sys.executable, "-m", "forwarder", "run", "--config", str(config), "--once"]
+    seconds, peak_mb, err, status = run_measured(cmd)
     if status:
         sys.exit(f"forwarder failed: {err[-2000:]}")
     print(
         f"memory: forwarded {size / 1e9:.2f} GB ({60 * tuples_per_minute:,} tuples) in {seconds:.0f}s; "
-        f"peak RSS {usage.ru_maxrss / 1024:.0f} MB (target <= 150 MB)"
+        f"peak RSS {peak_mb:.0f} MB (target <= 150 MB)"
     )
 
 
