@@ -16,8 +16,8 @@ from typing import Any
 from tqdm import tqdm
 
 from forwarder.checkpoints.store import CheckpointError, CheckpointStore
+from forwarder.cli.common import load_or_report
 from forwarder.config.build import build_service, checkpoint_path
-from forwarder.config.loader import ConfigError, load_config
 from forwarder.logsetup import setup_logging
 from forwarder.sinks.base import SinkFatal
 from forwarder.sources.base import BlobRef, SourceError
@@ -48,10 +48,8 @@ def register(sub: Any) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    try:
-        cfg = load_config(args.config)
-    except ConfigError as exc:
-        print(f"nsg-forwarder: configuration error: {exc}", file=sys.stderr)
+    cfg = load_or_report(args.config)
+    if cfg is None:
         return 2
     until = args.until or datetime.now(UTC)
     if until <= args.since:

@@ -9,8 +9,8 @@ from pathlib import Path
 from typing import Any
 
 from forwarder.checkpoints.store import CheckpointError, CheckpointStore
+from forwarder.cli.common import load_or_report
 from forwarder.config.build import checkpoint_path
-from forwarder.config.loader import ConfigError, load_config
 
 
 def register(sub: Any) -> None:
@@ -38,11 +38,8 @@ def register(sub: Any) -> None:
 
 
 def _path(args: argparse.Namespace) -> Path | None:
-    try:
-        return checkpoint_path(load_config(args.config))
-    except ConfigError as exc:
-        print(f"nsg-forwarder: configuration error: {exc}", file=sys.stderr)
-        return None
+    cfg = load_or_report(args.config)
+    return None if cfg is None else checkpoint_path(cfg)
 
 
 def _show(args: argparse.Namespace) -> int:

@@ -14,8 +14,9 @@ from types import FrameType
 from typing import Any
 
 from forwarder.checkpoints.store import CheckpointError, CheckpointStore
+from forwarder.cli.common import config_error, load_or_report
 from forwarder.config.build import build_service, build_sinks, build_source, checkpoint_path, sink_names
-from forwarder.config.loader import ConfigError, load_config, world_readable_secret
+from forwarder.config.loader import ConfigError, world_readable_secret
 from forwarder.logsetup import setup_logging
 from forwarder.ops.metrics import HealthServer
 from forwarder.ops.notify import Notifier
@@ -51,23 +52,15 @@ def register(sub: Any) -> None:
     v.set_defaults(handler=validate)
 
 
-def _load(path: Path) -> dict[str, Any] | None:
-    try:
-        return load_config(path)
-    except ConfigError as exc:
-        print(f"nsg-forwarder: configuration error: {exc}", file=sys.stderr)
-        return None
-
-
 def validate(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
+    cfg = load_or_report(args.config)
     if cfg is None:
         return 2
     try:
         source = build_source(cfg)
         sinks = build_sinks(cfg, DeadLetter(None), RetryPolicy())
     except (ConfigError, SinkFatal, SourceError, ValueError) as exc:
-        print(f"nsg-forwarder: configuration error: {args.config}: {exc}", file=sys.stderr)
+        config_error(f"{args.config}: {exc}")
         return 2
     if world_readable_secret(args.config, cfg):
         print(
@@ -88,7 +81,7 @@ def validate(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
-    cfg = _load(args.config)
+    cfg = load_or_report(args.config)
     if cfg is None:
         return 2
     log_cfg = cfg.get("log", {})
@@ -105,7 +98,7 @@ def run(args: argparse.Namespace) -> int:
         log.error("%s", exc)
         return 1
     except (ConfigError, ValueError) as exc:
-        print(f"nsg-forwarder: configuration error: {args.config}: {exc}", file=sys.stderr)
+        config_error(f"{args.config}: {exc}")
         return 2
     signals = {"count": 0}
 
@@ -184,7 +177,7 @@ def run(args: argparse.Namespace) -> int:
         "Forwarder stopped: polls=%d events=%d bytes_downloaded=%d %s",
         s.polls,
         s.events_delivered,
-        s.bytes_downloaded,
+        service.reader.bytes_read,
         service.issues.summary(),
     )
     return 0

@@ -32,7 +32,9 @@ class ServiceCollector(Collector):
         svc = self.service
         s = svc.stats
         now = time.time()
-        yield CounterMetricFamily(P + "tuples_read", "Flow tuples parsed into events.", value=s.tuples)
+        yield CounterMetricFamily(
+            P + "tuples_read", "Flow tuples turned into events and delivered.", value=s.events_delivered
+        )
         yield CounterMetricFamily(P + "polls", "Discovery polls completed.", value=s.polls)
         yield CounterMetricFamily(
             P + "bytes_downloaded", "Bytes read from storage (blob data and probes).", value=svc.reader.bytes_read

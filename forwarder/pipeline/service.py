@@ -23,9 +23,7 @@ log = logging.getLogger("forwarder.service")
 class ServiceStats:
     polls: int = 0
     blobs_read: int = 0
-    tuples: int = 0
     events_delivered: int = 0
-    bytes_downloaded: int = 0
     blob_errors: int = 0
     newest_flow_ms: int = 0  # time of the newest delivered flow (for lag)
     last_poll_end: float = 0.0
@@ -118,7 +116,6 @@ class Service:
         self.stats.polls += 1
         self.heartbeat = time.monotonic()
         self.stats.last_poll_end = time.time()
-        self.stats.bytes_downloaded = self.reader.bytes_read
         log.debug("Poll finished: blobs=%d seconds=%.2f", count, time.monotonic() - began)
 
     def backfill(self, blobs: list[BlobRef], progress: Callable[[BlobRef, int], None]) -> None:
@@ -134,7 +131,6 @@ class Service:
                 progress(blob, blob.size)
         finally:
             self.store.save()
-            self.stats.bytes_downloaded = self.reader.bytes_read
 
     def _skip_existing(self, blob: BlobRef) -> None:
         key = self.reader.key(blob)
@@ -163,7 +159,6 @@ class Service:
                 self.delivery.deliver(chunk.events, key, chunk.start, end)
                 if chunk.checkpoint is not None:
                     self.store.put(key, chunk.checkpoint)
-                self.stats.tuples += len(chunk.events)
                 self.stats.events_delivered += len(chunk.events)
                 if chunk.events:
                     self.stats.newest_flow_ms = max(self.stats.newest_flow_ms, chunk.events[-1].timestamp_ms)
