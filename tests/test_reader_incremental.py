@@ -213,3 +213,20 @@ def test_a_record_bigger_than_a_batch_is_delivered_in_parts_and_checkpointed_at_
     assert saved[-1] == path.stat().st_size - 2
     key = f"local/{BlobSpec().container}/{BlobSpec().blob_name}"
     assert sorted(sink.event_ids) == sorted(expected_ids(path, key))
+
+
+def test_old_hours_are_forgotten_from_the_checkpoint_file_but_not_read_again(tmp_path: Path) -> None:
+    root = tmp_path / "flowlogs"
+    write_blob(root, BlobSpec(tuples_per_minute=3, minutes=2))  # an hour long past
+    svc, sink = make_service(root, tmp_path)
+    svc.retain_seconds = 3600.0
+    svc.poll()
+    assert len(sink.event_ids) == 6
+    saved = (tmp_path / "state" / "checkpoints.json").read_text()
+    assert '"blobs": {}' in saved and '"horizon"' in saved  # the file stays small
+    svc.poll()
+    again, sink2 = make_service(root, tmp_path)  # a restart reads the horizon back
+    again.poll()
+    assert len(sink.event_ids) == 6 and sink2.event_ids == []
+    again.backfill(list(again.source.discover()), lambda blob, size: None)
+    assert len(sink2.event_ids) == 6  # an explicit backfill reads the forgotten hour again

@@ -89,18 +89,25 @@ def test_secrets_appear_in_no_log_error_metric_or_validate_output(
         assert done.returncode == 0, done.stderr
         outputs += [done.stdout, done.stderr]
 
-        # HEC answers 401 for the wrong token: the service stops with a clear error, token not in it.
-        proc = start_forwarder(config, env=env)
+        # Metrics of a running service whose sinks accept the events (HEC left out: it would stop it).
+        running = config.with_name("running.toml")
+        running.write_text(config.read_text().split('[[sink]]\ntype = "splunk_hec"')[0])
+        proc = start_forwarder(running, env=env)
         metrics = ""
-        deadline = time.monotonic() + 15
-        while time.monotonic() < deadline and proc.poll() is None:
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and "nsg_forwarder_events_delivered_total" not in metrics:
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
                     metrics = r.read().decode()
             except OSError:
-                pass
-            time.sleep(0.2)
+                time.sleep(0.2)
+        proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
+        outputs += [out.decode(), err.decode(), metrics]
+
+        # HEC answers 401 for the wrong token: the service stops with a clear error, token not in it.
+        proc = start_forwarder(config, env=env)
+        out, err = proc.communicate(timeout=60)
         assert proc.returncode == 1
         assert "401" in err.decode() or "token" in err.decode().lower()
         outputs += [out.decode(), err.decode(), metrics]

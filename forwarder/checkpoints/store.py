@@ -11,6 +11,7 @@ import os
 import tempfile
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,8 @@ class CheckpointStore:
         self._blobs: dict[str, BlobCheckpoint] = {}
         self._dirty = False
         self.saved_at = 0.0
+        # Blobs of hours before this (unix time) were forgotten after delivery: they count as done.
+        self.horizon = 0.0
 
     @classmethod
     def load(cls, path: Path) -> CheckpointStore:
@@ -60,6 +63,7 @@ class CheckpointStore:
             if not isinstance(doc, dict) or doc.get("version") != FORMAT_VERSION:
                 raise ValueError(f"unknown format version {doc.get('version') if isinstance(doc, dict) else None!r}")
             store._blobs = {key: BlobCheckpoint(**value) for key, value in doc["blobs"].items()}
+            store.horizon = float(doc.get("horizon", 0.0))
         except (ValueError, TypeError, KeyError) as exc:
             raise CheckpointError(
                 f"The checkpoint file {path} is corrupt or of an unknown format ({exc}). Refusing to start over "
@@ -90,15 +94,22 @@ class CheckpointStore:
         with self._lock:
             return sorted((k, BlobCheckpoint(**asdict(v))) for k, v in self._blobs.items())
 
-    def prune(self, older_than: float) -> int:
-        """Forget blobs not advanced since ``older_than`` (unix time): their hours can no longer change."""
+    def prune(self, before: float, hour_of: Callable[[str], float | None]) -> int:
+        """Forget blobs of hours before ``before`` (unix time) that were read to the end, and move the
+        horizon there, so the file stays small over years of retention while such blobs stay done."""
         with self._lock:
-            stale = [k for k, v in self._blobs.items() if v.updated < older_than]
-            for k in stale:
+            old = [k for k, v in self._blobs.items() if v.etag and (h := hour_of(k)) is not None and h + 3600 <= before]
+            for k in old:
                 del self._blobs[k]
-            if stale:
+            if before > self.horizon:
+                self.horizon = before
                 self._dirty = True
-            return len(stale)
+            if old:
+                self._dirty = True
+            return len(old)
+
+    def before_horizon(self, hour: float | None) -> bool:
+        return hour is not None and hour + 3600 <= self.horizon
 
     def save(self, force: bool = False) -> bool:
         """Write the file atomically if anything changed. Returns whether it wrote."""
@@ -107,6 +118,7 @@ class CheckpointStore:
                 return False
             doc: dict[str, Any] = {
                 "version": FORMAT_VERSION,
+                "horizon": self.horizon,
                 "blobs": {k: asdict(v) for k, v in sorted(self._blobs.items())},
             }
             data = orjson.dumps(doc, option=orjson.OPT_INDENT_2)

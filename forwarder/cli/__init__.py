@@ -14,8 +14,6 @@ from collections.abc import Sequence
 from forwarder import __version__
 from forwarder.cli import backfill_cmd, checkpoints_cmd, convert_cmd, run_cmd, sample_cmd, verify_cmd
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_SKIPPED = 0, 1, 2, 3
-
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
@@ -45,5 +43,5 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BrokenPipeError:
         # The reader of our stdout went away (| head): not an error of ours.
         sys.stderr.close()
-        return EXIT_OK
+        return 0
     return code

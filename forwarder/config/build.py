@@ -48,13 +48,12 @@ def resume_hour(store: CheckpointStore) -> datetime | None:
     read, or else the newest blob seen (its hour and the ones after it are listed again)."""
     hours_open, hours_all = [], []
     for key, cp in store.items():
-        starts = [i for i in (key.find(root) for root in blobpath.LAYOUT_ROOTS) if i >= 0]
-        parsed = blobpath.parse(key[min(starts) :]) if starts else None
-        if parsed is None:
+        hour = blobpath.hour_in_key(key)
+        if hour is None:
             continue
-        hours_all.append(parsed.hour)
+        hours_all.append(hour)
         if not cp.etag:
-            hours_open.append(parsed.hour)
+            hours_open.append(hour)
     if hours_open:
         return min(hours_open)
     return max(hours_all) if hours_all else None
@@ -105,6 +104,7 @@ def build_service(
         poll_interval=float(cfg["source"].get("poll_interval", 30)),
         chunk_bytes=int(cfg.get("reader", {}).get("chunk_bytes", 1 << 20)),
         checkpoint_interval=float(cfg.get("checkpoint", {}).get("interval", 0.0)),
+        retain_days=float(cfg.get("checkpoint", {}).get("retain_days", 14)),
         stop=stop,
         issues=IssueLog(),
     )

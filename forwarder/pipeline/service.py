@@ -6,7 +6,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from forwarder.checkpoints.store import CheckpointStore
 from forwarder.flowlog.issues import IssueLog
@@ -14,6 +14,7 @@ from forwarder.pipeline.delivery import Delivery
 from forwarder.pipeline.reader import BlobReader, Chunk
 from forwarder.sinks.base import SinkFatal
 from forwarder.sinks.retry import Interrupted
+from forwarder.sources import blobpath
 from forwarder.sources.base import BlobGone, BlobRef, BlobSource, SourceError
 
 log = logging.getLogger("forwarder.service")
@@ -22,12 +23,10 @@ log = logging.getLogger("forwarder.service")
 @dataclass
 class ServiceStats:
     polls: int = 0
-    blobs_read: int = 0
     events_delivered: int = 0
     blob_errors: int = 0
     newest_flow_ms: int = 0  # time of the newest delivered flow (for lag)
     last_poll_end: float = 0.0
-    started: float = field(default_factory=time.time)
 
 
 class Service:
@@ -41,6 +40,7 @@ class Service:
         poll_interval: float = 30.0,
         chunk_bytes: int = 1 << 20,
         checkpoint_interval: float = 0.0,
+        retain_days: float = 14.0,
         stop: threading.Event | None = None,
         issues: IssueLog | None = None,
         on_chunk: Callable[[Chunk], None] | None = None,
@@ -52,6 +52,8 @@ class Service:
         self.start = start
         self.poll_interval = poll_interval
         self.checkpoint_interval = checkpoint_interval
+        self.retain_seconds = retain_days * 86400
+        self.honour_horizon = True  # backfill reads forgotten hours again, on purpose
         self.stop = stop or threading.Event()
         self.issues = issues or IssueLog()
         self.reader = BlobReader(source, self.issues, chunk_bytes)
@@ -111,6 +113,7 @@ class Service:
             return  # shutdown while the source was retrying a listing
         if self.on_poll:
             self.on_poll(self)
+        self.store.prune(time.time() - self.retain_seconds, _hour_of)
         self.store.save()
         self._last_save = time.monotonic()
         self.stats.polls += 1
@@ -121,8 +124,10 @@ class Service:
     def backfill(self, blobs: list[BlobRef], progress: Callable[[BlobRef, int], None]) -> None:
         """Read the given blobs (an explicit, bounded backfill) through the same checkpoints and sinks.
 
-        ``progress`` is called after each blob with the bytes it had; already-delivered parts are skipped.
+        ``progress`` is called after each blob with the bytes it had; already-delivered parts are skipped,
+        and hours forgotten after ``retain_days`` are read again (the range was asked for).
         """
+        self.honour_horizon = False
         try:
             for blob in blobs:
                 if self.stop.is_set():
@@ -145,6 +150,8 @@ class Service:
     def _read_blob(self, blob: BlobRef) -> None:
         key = self.reader.key(blob)
         cp = self.store.get(key)
+        if cp is None and self.honour_horizon and self.store.before_horizon(_hour_of(key)):
+            return  # delivered long ago and forgotten (checkpoint retain_days)
         if not self.reader.changed(blob, cp):
             return
         try:
@@ -168,7 +175,6 @@ class Service:
                 if chunk.checkpoint is not None and time.monotonic() - self._last_save >= self.checkpoint_interval:
                     self.store.save()
                     self._last_save = time.monotonic()
-            self.stats.blobs_read += 1
         except BlobGone:
             log.warning("Blob was deleted before it was read to the end (retention?); moving on: blob=%s", key)
             self.store.remove(key)
@@ -180,3 +186,8 @@ class Service:
             # One bad blob must not stall the rest: report it and try again next poll.
             self.stats.blob_errors += 1
             log.error("Could not read blob; will retry next poll: blob=%s error=%s", key, exc)
+
+
+def _hour_of(key: str) -> float | None:
+    hour = blobpath.hour_in_key(key)
+    return hour.timestamp() if hour else None

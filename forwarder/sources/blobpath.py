@@ -92,3 +92,10 @@ def is_time_level(parent: str, child: str) -> bool:
     """True when child is the first time level (``y=YYYY/``) under parent, i.e. parent is a resource prefix."""
     seg = segment(parent, child)
     return seg is not None and seg[0] == "y"
+
+
+def hour_in_key(key: str) -> datetime | None:
+    """The hour of a blob from any string that ends with its name ("account/container/resourceId=...")."""
+    starts = [i for i in (key.find(root) for root in LAYOUT_ROOTS) if i >= 0]
+    parsed = parse(key[min(starts) :]) if starts else None
+    return parsed.hour if parsed else None
