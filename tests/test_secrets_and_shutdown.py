@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -17,18 +16,13 @@ from forwarder.samples.generator import BlobSpec
 from tests.support.azure_writer import AzureWriter
 from tests.support.azurite import Azurite, azurite  # noqa: F401 (fixture)
 from tests.support.events import validate_lines
-from tests.support.http_receivers import ElasticsearchReceiver, HecReceiver
+from tests.support.http_receivers import ElasticsearchReceiver, HecReceiver, NdjsonReceiver
+from tests.support.net import free_port
 from tests.support.process import start_forwarder
 
 HEC_TOKEN = "hec-SECRET-5d1f0c7e-0000-4b4b-9c9c-777777777777"
 ES_KEY = "ZXMtU0VDUkVULWFwaS1rZXktOTk5OQ=="
 HEADER_SECRET = "Bearer hdr-SECRET-31337"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def write_config(tmp: Path, source: str, sinks: str, extra: str = "") -> Path:
@@ -67,10 +61,14 @@ def test_secrets_appear_in_no_log_error_metric_or_validate_output(
     sas_cs = f"BlobEndpoint={azurite.account_url};SharedAccessSignature=sv=2022-11-02&ss=b&srt=sco&sp=rl&{sas_sig}"
     secrets = [HEC_TOKEN, ES_KEY, HEADER_SECRET.split()[1], bad_key, azurite.account_key, "SAS-SECRET-abcdef"]
     port = free_port()
-    with HecReceiver(token="another-token") as hec, ElasticsearchReceiver(api_key=ES_KEY) as es:
+    with (
+        HecReceiver(token="another-token") as hec,
+        ElasticsearchReceiver(api_key=ES_KEY) as es,
+        NdjsonReceiver(required_headers={"Authorization": HEADER_SECRET}) as ndjson,
+    ):
         sinks = (
             f'[[sink]]\ntype = "elasticsearch"\nurl = "{es.url}"\napi_key = "${{ES_API_KEY}}"\n'
-            f'[[sink]]\ntype = "http"\nurl = "{es.url}/ingest"\n[sink.headers]\nAuthorization = "{HEADER_SECRET}"\n'
+            f'[[sink]]\ntype = "http"\nurl = "{ndjson.url}/ingest"\n[sink.headers]\nAuthorization = "{HEADER_SECRET}"\n'
             f'[[sink]]\ntype = "splunk_hec"\nurl = "{hec.url}"\ntoken = "${{HEC_TOKEN}}"\n'
         )
         config = write_config(
@@ -94,18 +92,24 @@ def test_secrets_appear_in_no_log_error_metric_or_validate_output(
         running.write_text(config.read_text().split('[[sink]]\ntype = "splunk_hec"')[0])
         proc = start_forwarder(running, env=env)
         metrics = ""
+        delivered = 'nsg_forwarder_events_delivered_total{sink="http[1]"} 10.0'
         deadline = time.monotonic() + 30
-        while time.monotonic() < deadline and "nsg_forwarder_events_delivered_total" not in metrics:
+        while time.monotonic() < deadline and delivered not in metrics and proc.poll() is None:
+            time.sleep(0.2)
             try:
                 with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=2) as r:
                     metrics = r.read().decode()
             except OSError:
-                time.sleep(0.2)
+                continue
+        running_ok = proc.poll() is None
         proc.send_signal(signal.SIGTERM)
         out, err = proc.communicate(timeout=30)
         outputs += [out.decode(), err.decode(), metrics]
+        assert running_ok and delivered in metrics, f"exit={proc.returncode} metrics={metrics!r} stderr={err!r}"
+        assert len(ndjson.lines) == sum(len(d) for d in es.streams.values()) == 10
 
         # HEC answers 401 for the wrong token: the service stops with a clear error, token not in it.
+        (tmp_path / "state" / "checkpoints.json").unlink()  # so that this run has events to send to HEC
         proc = start_forwarder(config, env=env)
         out, err = proc.communicate(timeout=60)
         assert proc.returncode == 1
