@@ -11,13 +11,8 @@ from pathlib import Path
 
 from forwarder.samples.generator import BlobSpec, write_blob
 from tests.support.events import validate_lines
+from tests.support.net import free_port
 from tests.support.process import kill9, start_forwarder
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def directory_config(tmp: Path, extra: str = "", poll: float = 0.2) -> Path:
@@ -116,6 +111,20 @@ def test_metrics_agree_with_what_the_sink_received_and_health_endpoints_answer(t
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+
+
+def test_a_metrics_port_in_use_stops_the_service_with_the_key_and_no_traceback(tmp_path: Path) -> None:
+    write_blob(tmp_path / "logs", BlobSpec(minutes=1, tuples_per_minute=2))
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = start_forwarder(directory_config(tmp_path, f'\n[metrics]\nlisten = "127.0.0.1:{port}"\n'))
+        _, err = proc.communicate(timeout=30)
+    text = err.decode()
+    assert proc.returncode == 2, text
+    assert f"metrics.listen = '127.0.0.1:{port}'" in text and "Address already in use" in text
+    assert "Traceback" not in text
 
 
 def test_sighup_reopens_the_output_file_for_logrotate(tmp_path: Path) -> None:

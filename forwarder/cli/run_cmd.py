@@ -18,7 +18,7 @@ from forwarder.cli.common import config_error, load_or_report
 from forwarder.config.build import build_service, build_sinks, build_source, checkpoint_path, sink_names
 from forwarder.config.loader import ConfigError, world_readable_secret
 from forwarder.logsetup import setup_logging
-from forwarder.ops.metrics import HealthServer
+from forwarder.ops.metrics import HealthServer, MetricsListenError
 from forwarder.ops.notify import Notifier
 from forwarder.pipeline.service import Service
 from forwarder.sinks.base import SinkFatal
@@ -166,6 +166,9 @@ def run(args: argparse.Namespace) -> int:
     except SourceError as exc:
         log.error("The source failed in a way retrying cannot fix; stopping: %s", exc)
         return 1
+    except MetricsListenError as exc:
+        log.error("Cannot serve metrics and health checks; stopping: %s", exc)
+        return 2
     finally:
         abort.set()
         if health:

@@ -73,6 +73,10 @@ class ServiceCollector(Collector):
         yield GaugeMetricFamily(P + "last_poll_timestamp_seconds", "When the last poll ended.", value=s.last_poll_end)
 
 
+class MetricsListenError(Exception):
+    """The metrics address cannot be bound (in use, not local, not permitted)."""
+
+
 class HealthServer:
     """Serves /metrics, /healthz (the loop is alive) and /readyz (source and sinks reachable)."""
 
@@ -108,7 +112,11 @@ class HealthServer:
             def log_message(self, format: str, *args: object) -> None:
                 pass  # scrapes every few seconds would drown the log
 
-        self.httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
+        try:
+            self.httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
+        except OSError as exc:
+            why = exc.strerror or exc
+            raise MetricsListenError(f"metrics.listen = {listen!r}: cannot listen there: {why}") from exc
         self.httpd.daemon_threads = True
         self.port = self.httpd.server_address[1]
         self._thread = threading.Thread(target=self.httpd.serve_forever, name="health", daemon=True)
