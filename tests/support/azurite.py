@@ -17,7 +17,6 @@ import contextlib
 import itertools
 import os
 import shutil
-import socket
 import subprocess
 import time
 import urllib.error
@@ -34,6 +33,8 @@ import urllib3
 from azure.core.exceptions import ResourceExistsError
 from azure.storage.blob import BlobServiceClient, ContainerClient, ContainerSasPermissions, generate_container_sas
 
+from tests.support.net import free_port
+
 REPO = Path(__file__).resolve().parents[2]
 ACCOUNT_NAME = "devstoreaccount1"
 # Azurite's well-known development key (public, documented by Microsoft; not a secret).
@@ -47,12 +48,6 @@ def azurite_binary() -> str | None:
     if local.exists():
         return str(local)
     return os.environ.get("AZURITE_BLOB") or shutil.which("azurite-blob")
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass

@@ -36,6 +36,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 
+from tests.support.net import free_port
+
 HOST = "127.0.0.1"
 STREAM_LISTENERS = ("tcp", "tls", "mtls", "tls_wrongname", "tls_untrusted")
 LISTENERS = ("udp", *STREAM_LISTENERS)
@@ -213,13 +215,6 @@ def make_certs(directory: Path) -> Certs:
 # --- the receiver -------------------------------------------------------------------------------
 
 
-def _free_port(kind: int) -> int:
-    with socket.socket(socket.AF_INET, kind) as s:
-        s.bind((HOST, 0))
-        port: int = s.getsockname()[1]
-        return port
-
-
 def _bound_ports(proto: str) -> set[int]:
     """Loopback ports in LISTEN (tcp) or bound (udp) state, from /proc/net."""
     want = "0A" if proto == "tcp" else "07"
@@ -243,9 +238,9 @@ class Rsyslog:
         self.certs = certs
         self.binary = binary
         self.host = HOST
-        self.ports: dict[str, int] = {"udp": _free_port(socket.SOCK_DGRAM)}
+        self.ports: dict[str, int] = {"udp": free_port(socket.SOCK_DGRAM)}
         for name in STREAM_LISTENERS:
-            self.ports[name] = _free_port(socket.SOCK_STREAM)
+            self.ports[name] = free_port(socket.SOCK_STREAM)
         self.conf = workdir / "rsyslog.conf"
         self.pidfile = workdir / "rsyslogd.pid"
         self.stderr_path = workdir / "rsyslogd.stderr"
