@@ -28,6 +28,7 @@ from tests.support.http_sinks import (
 
 API_KEY = base64.b64encode(b"VuaCfGcBCdbkQm-e5aOx:ui2lp2axTNmsyakw9tvNnw").decode()
 STREAM = "logs-azure.nsg_flow-default"
+VNET_STREAM = "logs-azure.vnet_flow-default"
 
 
 @pytest.fixture
@@ -43,9 +44,13 @@ def make_sink(
     return open_sink(from_config, table, "elasticsearch[0]", dead_letter, retry)
 
 
-def check_stored(es: ElasticsearchReceiver, fmt: str = "ecs", stream: str = STREAM) -> dict[str, dict[str, Any]]:
-    docs = es.docs(stream)
-    validate_lines(fmt, [json.dumps(d) for d in docs.values()])
+def check_stored(es: ElasticsearchReceiver) -> dict[str, dict[str, Any]]:
+    """Every stored ECS document, after checking that NSG and VNet flows went to their own data streams."""
+    nsg, vnet = es.docs(STREAM), es.docs(VNET_STREAM)
+    assert {d["event"]["dataset"] for d in nsg.values()} <= {"azure.nsg_flow"}
+    assert {d["event"]["dataset"] for d in vnet.values()} <= {"azure.vnet_flow"}
+    docs = {**nsg, **vnet}
+    validate_lines("ecs", [json.dumps(d) for d in docs.values()])
     return docs
 
 
@@ -57,6 +62,7 @@ def test_every_event_is_stored_once_under_its_id(
     docs = check_stored(es)
     assert sorted(docs) == sorted(e.event_id for e in events)
     assert all(doc["event"]["id"] == doc_id for doc_id, doc in docs.items())
+    assert es.docs(STREAM) and es.docs(VNET_STREAM), "the sample holds NSG and VNet flows"
     bulks = es.requests_to(f"/{STREAM}/_bulk")
     assert len(bulks) == -(-len(events) // 64)
     assert all(b.headers["content-type"] == "application/x-ndjson" for b in bulks)
@@ -67,6 +73,16 @@ def test_every_event_is_stored_once_under_its_id(
     assert not dead_entries(dead_letter)
 
 
+def test_a_configured_data_stream_takes_every_event(
+    es: ElasticsearchReceiver, dead_letter: DeadLetter, events: list[Any]
+) -> None:
+    make_sink(es, dead_letter, data_stream="logs-azure.flows-prod").send(make_batch("ecs", events))
+    docs = es.docs("logs-azure.flows-prod")
+    assert sorted(docs) == sorted(e.event_id for e in events)
+    assert set(es.streams) == {"logs-azure.flows-prod"}
+    validate_lines("ecs", [json.dumps(d) for d in docs.values()])
+
+
 def test_a_replayed_batch_adds_no_duplicates(
     es: ElasticsearchReceiver, dead_letter: DeadLetter, events: list[Any]
 ) -> None:
@@ -75,7 +91,7 @@ def test_a_replayed_batch_adds_no_duplicates(
     sink.send(batch)
     sink.send(batch)  # the chunk again, as after a crash before the checkpoint
     sink.send(make_batch("ecs", events[50:120]))  # and an overlapping one
-    assert len(es.docs(STREAM)) == len(events)
+    assert len(check_stored(es)) == len(events)
     assert all(es.attempts[e.event_id] >= 2 for e in events), "the replay reached Elasticsearch"
     assert getattr(sink, "duplicates", None) == len(events) + 70, "every replayed document came back 409"
     assert not dead_entries(dead_letter), "409 means already stored, not rejected"
@@ -193,7 +209,7 @@ def test_a_request_elasticsearch_cannot_read_is_narrowed_to_the_bad_document(
     dead = dead_entries(dead_letter)
     assert [d["event_id"] for d in dead] == [bad]
     assert "HTTP 400" in dead[0]["reason"] and "parse_exception" in dead[0]["reason"]
-    assert len(es.docs(STREAM)) == 63
+    assert len(check_stored(es)) == 63
 
 
 def test_ocsf_documents_get_the_timestamp_a_data_stream_needs(

@@ -42,6 +42,9 @@ log = logging.getLogger("forwarder.sinks.elasticsearch")
 DEFAULT_BATCH_MAX_EVENTS = 5000
 DEFAULT_BATCH_MAX_BYTES = 10_000_000  # Elastic suggests bulk requests of a few MB to a few tens of MB
 DEFAULT_DATA_STREAM = {"ecs": "logs-azure.nsg_flow-default", "ocsf": "logs-azure.nsg_flow_ocsf-default"}
+# Without a configured data_stream, VNet flow events go to their own dataset's stream (event.dataset
+# is azure.vnet_flow), so that NSG and VNet flows are not mixed under one dataset name.
+DEFAULT_VNET_DATA_STREAM = {"ecs": "logs-azure.vnet_flow-default", "ocsf": "logs-azure.vnet_flow_ocsf-default"}
 # Only what the sink reads: a 5000-item response shrinks from ~1 MB to ~100 kB.
 _FILTER = "filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason"
 _INVALID_NAME = ("invalid_index_name_exception", "illegal_argument_exception")
@@ -68,6 +71,7 @@ class ElasticsearchSink(HttpBatchSink):
         settings: HttpSettings,
         *,
         data_stream: str,
+        vnet_data_stream: str | None = None,
         pipeline: str | None,
         authorization: str | None,
         secrets: Sequence[str | None],
@@ -91,6 +95,8 @@ class ElasticsearchSink(HttpBatchSink):
             retry=retry,
         )
         self.data_stream = data_stream
+        self._vnet_index = f'"_index":"{vnet_data_stream}",' if vnet_data_stream else ""
+        self._targets = repr(data_stream) + (f" and {vnet_data_stream!r}" if vnet_data_stream else "")
         # Data streams require @timestamp; ECS has it, OCSF has `time` only.
         self._add_timestamp = fmt != "ecs"
         self.duplicates = 0  # documents that were already there (409): replays
@@ -100,11 +106,18 @@ class ElasticsearchSink(HttpBatchSink):
     def _frame(self, batch: Batch) -> Framing:
         lines = batch.lines
         events = batch.events
-        # Event ids are hex digests and decimal indexes: nothing in them needs JSON escaping.
+        # Event ids are hex digests and decimal indexes, index names are checked at start-up:
+        # nothing in them needs JSON escaping.
+        vnet = self._vnet_index
+        if vnet:
+            heads = [
+                f'{{"create":{{{vnet if ev.ctx.kind == "vnet" else ""}"_id":"{ev.event_id}"}}}}\n' for ev in events
+            ]
+        else:
+            heads = [f'{{"create":{{"_id":"{ev.event_id}"}}}}\n' for ev in events]
         if self._add_timestamp and not lines[0].startswith('{"@timestamp"'):
-            heads = [f'{{"create":{{"_id":"{ev.event_id}"}}}}\n{{"@timestamp":{ev.timestamp_ms},' for ev in events]
+            heads = [f'{head}{{"@timestamp":{ev.timestamp_ms},' for head, ev in zip(heads, events, strict=True)]
             return Framed(heads, [line[1:] for line in lines], ["\n"] * len(lines))
-        heads = [f'{{"create":{{"_id":"{ev.event_id}"}}}}\n' for ev in events]
         return Framed(heads, lines, ["\n"] * len(lines))
 
     # -- posting -------------------------------------------------------------------------------
@@ -201,10 +214,10 @@ class ElasticsearchSink(HttpBatchSink):
         if status == 401:
             return " (check api_key, or username and password)"
         if status == 403:
-            return f" (the user or API key needs the create_doc and auto_configure privileges on {self.data_stream!r})"
+            return f" (the user or API key needs the create_doc and auto_configure privileges on {self._targets})"
         if status == 404:
             return (
-                f"; does an index template match {self.data_stream!r} (Elastic's logs-*-* does), "
+                f"; does an index template match {self._targets} (Elastic's logs-*-* does), "
                 "and is url the Elasticsearch address without a path?"
             )
         return ""
@@ -240,7 +253,8 @@ def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retr
     )
     if settings.base_path.endswith("/_bulk"):
         raise SinkConfigError(f"sink {name}: url is the Elasticsearch address, without /_bulk")
-    data_stream = get_str(cfg, "data_stream", name, DEFAULT_DATA_STREAM[fmt]) or DEFAULT_DATA_STREAM[fmt]
+    configured = get_str(cfg, "data_stream", name)
+    data_stream = configured or DEFAULT_DATA_STREAM[fmt]
     if data_stream != data_stream.lower() or any(c in data_stream for c in ' "*\\<|,>/?#:') or data_stream[0] in "-_+.":
         raise SinkConfigError(
             f"sink {name}: data_stream {data_stream!r} is not a valid Elasticsearch index name "
@@ -252,6 +266,7 @@ def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retr
         fmt,
         settings,
         data_stream=data_stream,
+        vnet_data_stream=None if configured else DEFAULT_VNET_DATA_STREAM[fmt],
         pipeline=get_str(cfg, "pipeline", name),
         authorization=authorization,
         secrets=secrets,
