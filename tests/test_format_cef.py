@@ -120,6 +120,14 @@ def test_extension_escaping_round_trips_next_to_other_keys(nasty: str) -> None:
     assert doc["extension"] == {"a": nasty, "b": nasty + "c", "d": ""}
 
 
+def test_strings_longer_than_the_spec_allows_are_cut_to_1023_characters() -> None:
+    long = "r" * 1500
+    ctx = make_context(kind="vnet", version=4, rule=long, name=long, subscription_id=long, resource_group=long)
+    _, doc = format_one("cef", ctx, encryption=long)
+    ext = doc["extension"]
+    assert ext["cs1"] == ext["cs2"] == ext["cs3"] == ext["cs4"] == ext["flexString1"] == "r" * 1023
+
+
 def test_undecodable_bytes_in_context_do_not_break_the_line() -> None:
     # Non-UTF-8 input reaches the model as lone surrogates (surrogateescape).
     _, doc = format_one("cef", make_context(rule="bad\udcffbyte"))

@@ -67,6 +67,11 @@ def escape_header(value: str) -> str:
     return value.replace("\\", "\\\\").replace("|", "\\|").replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
 
 
+# The spec's length of cs1-cs6 and flexString1-2; longer values are cut so that receivers that enforce
+# it (ArcSight, the schema) do not reject the event. Azure's own names are at most 80 characters.
+STRING_MAX = 1023
+
+
 def escape_value(value: str) -> str:
     """An extension value: backslash, equals sign, newline and carriage return escaped."""
     value = _sanitise(value)
@@ -103,7 +108,7 @@ class _Pieces:
             ("cs4", "ResourceGroup", ctx.resource_group),
         ):
             if value:
-                common += f" {key}={escape_value(value)} {key}Label={label}"
+                common += f" {key}={escape_value(value[:STRING_MAX])} {key}Label={label}"
         if ctx.resource_id:
             common += " deviceExternalId=" + escape_value(ctx.resource_id)
         self.common = common
@@ -117,7 +122,7 @@ class _Pieces:
         if state:
             piece += f" cs5={escape_value(FLOW_STATES.get(state, state))} cs5Label=FlowState"
         if enc:
-            piece += f" flexString1={escape_value(enc)} flexString1Label=Encryption"
+            piece += f" flexString1={escape_value(enc[:STRING_MAX])} flexString1Label=Encryption"
         tails = (
             f"{piece} deviceDirection=1{self.macs[0]}{self.common}",
             f"{piece} deviceDirection=0{self.macs[1]}{self.common}",
