@@ -7,6 +7,7 @@ import signal
 import socket
 import time
 import urllib.request
+from collections.abc import Callable
 from pathlib import Path
 
 from forwarder.samples.generator import BlobSpec, write_blob
@@ -150,3 +151,63 @@ def test_sighup_reopens_the_output_file_for_logrotate(tmp_path: Path) -> None:
     finally:
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=15) == 0
+
+
+def test_a_checkpoint_file_that_cannot_be_written_does_not_stop_delivery(tmp_path: Path) -> None:
+    write_blob(tmp_path / "logs", BlobSpec(minutes=2, tuples_per_minute=3))
+    proc = start_forwarder(directory_config(tmp_path, poll=0.1))
+    out = tmp_path / "out" / "flows.ndjson"
+    state = tmp_path / "state"
+    checkpoints = state / "checkpoints.json"
+
+    def wait_until(done: Callable[[], bool]) -> None:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and proc.poll() is None and not done():
+            time.sleep(0.1)
+        assert done(), f"timed out; forwarder exit code {proc.poll()}"
+
+    def lines() -> list[str]:
+        return out.read_text().splitlines() if out.exists() else []
+
+    try:
+        wait_until(lambda: len(lines()) == 6 and checkpoints.exists())
+        # The folder disappears and a file takes its name: every save now fails, whoever runs it.
+        state.rename(tmp_path / "state.saved")
+        state.write_text("not a folder")
+        second = BlobSpec(minutes=2, tuples_per_minute=3, mac="000D3A0000FF")
+        write_blob(tmp_path / "logs", second)
+        wait_until(lambda: len(lines()) == 12)
+        time.sleep(0.5)  # a few more polls, each failing to save
+        state.unlink()
+        (tmp_path / "state.saved").rename(state)
+        wait_until(lambda: second.blob_name in checkpoints.read_text())
+    finally:
+        proc.send_signal(signal.SIGTERM)
+        _, err = proc.communicate(timeout=15)
+    text = err.decode()
+    assert proc.returncode == 0, text
+    assert f"Could not write the checkpoint file: path={checkpoints}" in text
+    assert text.count("Could not write the checkpoint file") == 1, "logged once, not on every poll"
+    assert "The checkpoint file is written again" in text and "Traceback" not in text
+    validate_lines("ecs", lines())
+
+    # The positions saved after the folder came back hold: a new run sends nothing again.
+    again = start_forwarder(directory_config(tmp_path, poll=0.1), "--once")
+    assert again.wait(timeout=30) == 0
+    assert len(lines()) == 12
+
+
+def test_run_once_exits_non_zero_when_it_cannot_save_the_checkpoints(tmp_path: Path) -> None:
+    write_blob(tmp_path / "logs", BlobSpec(minutes=2, tuples_per_minute=3))
+    # A name that can be looked up (no file yet) but whose temporary sibling is too long to create:
+    # a save that fails even for root, as on a full or read-only disk.
+    checkpoints = tmp_path / "state" / ("c" * 245 + ".json")
+    config = directory_config(tmp_path)
+    config.write_text(config.read_text().replace(str(tmp_path / "state" / "checkpoints.json"), str(checkpoints)))
+    proc = start_forwarder(config, "--once")
+    _, err = proc.communicate(timeout=30)
+    text = err.decode()
+    assert proc.returncode == 1, text
+    assert "Stopping without saving the latest positions" in text and "Traceback" not in text
+    assert f"Could not write the checkpoint file: path={checkpoints} error=File name too long" in text
+    assert len((tmp_path / "out" / "flows.ndjson").read_text().splitlines()) == 6

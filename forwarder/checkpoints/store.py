@@ -25,6 +25,11 @@ class CheckpointError(Exception):
     """The checkpoint file exists but cannot be used; the message says what to do."""
 
 
+class CheckpointWriteError(CheckpointError):
+    """The checkpoint file could not be written (disk full, folder gone, permissions); nothing was lost:
+    the positions stay in memory and the next save tries again."""
+
+
 @dataclass(slots=True)
 class BlobCheckpoint:
     offset: int  # every record before this byte offset has been delivered to every sink
@@ -123,7 +128,14 @@ class CheckpointStore:
             }
             data = orjson.dumps(doc, option=orjson.OPT_INDENT_2)
             self._dirty = False
-        write_atomically(self.path, data)
+        try:
+            write_atomically(self.path, data)
+        except OSError as exc:
+            with self._lock:
+                self._dirty = True  # so that the next save writes it, even if nothing else changes
+            raise CheckpointWriteError(
+                f"Could not write the checkpoint file: path={self.path} error={exc.strerror or exc}"
+            ) from exc
         self.saved_at = time.time()
         return True
 

@@ -110,7 +110,7 @@ def run(args: argparse.Namespace) -> int:
 
         service.backfill(blobs, progress)
         bar.close()
-    except (SinkFatal, SourceError) as exc:
+    except (SinkFatal, SourceError, CheckpointError) as exc:
         log.error("Backfill stopped: %s", exc)
         return 1
     finally:

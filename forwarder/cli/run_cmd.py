@@ -166,6 +166,9 @@ def run(args: argparse.Namespace) -> int:
     except SourceError as exc:
         log.error("The source failed in a way retrying cannot fix; stopping: %s", exc)
         return 1
+    except CheckpointError as exc:
+        log.error("Stopping without saving the latest positions (the next start sends them again): %s", exc)
+        return 1
     except MetricsListenError as exc:
         log.error("Cannot serve metrics and health checks; stopping: %s", exc)
         return 2

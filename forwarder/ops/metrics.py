@@ -141,6 +141,8 @@ class HealthServer:
             return False, "starting: no poll finished yet"
         if svc.last_poll_error:
             return False, f"source unavailable: {svc.last_poll_error}"
+        if svc.checkpoint_error:
+            return False, f"checkpoints not saved: {svc.checkpoint_error}"
         down = [name for name, ok in svc.delivery.healthy.items() if not ok]
         if down:
             return False, "sinks failing: " + ", ".join(down)

@@ -8,7 +8,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from forwarder.checkpoints.store import CheckpointStore
+from forwarder.checkpoints.store import CheckpointStore, CheckpointWriteError
 from forwarder.flowlog.issues import IssueLog
 from forwarder.pipeline.delivery import Delivery
 from forwarder.pipeline.reader import BlobReader, Chunk
@@ -64,6 +64,8 @@ class Service:
         self.reopen_requested = threading.Event()  # SIGHUP: reopen output files between chunks
         self.heartbeat = time.monotonic()  # moves whenever the loop makes progress (health, watchdog)
         self.last_poll_error = ""
+        self.checkpoint_error = ""  # why the last save failed, until one succeeds
+        self._checkpoint_error_logged = 0.0
         self._last_save = time.monotonic()
 
     @property
@@ -71,7 +73,8 @@ class Service:
         return max(self.heartbeat, self.delivery.last_activity)
 
     def run(self, once: bool = False) -> None:
-        """Poll until ``stop`` is set (or once). Raises SinkFatal / SourceError / CheckpointError."""
+        """Poll until ``stop`` is set (or once). Raises SinkFatal / SourceError, and CheckpointWriteError
+        if the checkpoints cannot be saved on the way out."""
         try:
             while not self.stop.is_set():
                 try:
@@ -114,8 +117,7 @@ class Service:
         if self.on_poll:
             self.on_poll(self)
         self.store.prune(time.time() - self.retain_seconds, _hour_of)
-        self.store.save()
-        self._last_save = time.monotonic()
+        self._save()
         self.stats.polls += 1
         self.heartbeat = time.monotonic()
         self.stats.last_poll_end = time.time()
@@ -147,6 +149,24 @@ class Service:
             self.store.put(key, cp)
             log.info("Starting at the end of existing data (start = latest): blob=%s offset=%d", key, cp.offset)
 
+    def _save(self) -> None:
+        """Save the checkpoints. A file that cannot be written (disk full, folder gone) does not stop
+        delivery: the positions stay in memory and every later save tries again; only a restart before
+        one succeeds sends events again. The error is logged when it starts, changes, and once a minute."""
+        self._last_save = time.monotonic()
+        try:
+            self.store.save()
+        except CheckpointWriteError as exc:
+            now = time.monotonic()
+            if str(exc) != self.checkpoint_error or now - self._checkpoint_error_logged >= 60:
+                log.error("%s; delivery goes on and the next save tries again", exc)
+                self._checkpoint_error_logged = now
+            self.checkpoint_error = str(exc)
+            return
+        if self.checkpoint_error:
+            log.info("The checkpoint file is written again: path=%s", self.store.path)
+            self.checkpoint_error = ""
+
     def _read_blob(self, blob: BlobRef) -> None:
         key = self.reader.key(blob)
         cp = self.store.get(key)
@@ -173,8 +193,7 @@ class Service:
                 if self.on_chunk:
                     self.on_chunk(chunk)
                 if chunk.checkpoint is not None and time.monotonic() - self._last_save >= self.checkpoint_interval:
-                    self.store.save()
-                    self._last_save = time.monotonic()
+                    self._save()
         except BlobGone:
             log.warning("Blob was deleted before it was read to the end (retention?); moving on: blob=%s", key)
             self.store.remove(key)
