@@ -94,10 +94,22 @@ def connect(
     options = dict(client_options)
     if cfg.get("api_version"):
         options["api_version"] = str(cfg["api_version"])
+    ca_file = cfg.get("tls_ca_file")
+    if ca_file:
+        try:
+            with open(str(ca_file), "rb") as f:
+                if b"-----BEGIN CERTIFICATE-----" not in f.read():
+                    raise ValueError(f"source.tls_ca_file holds no PEM certificate: path={ca_file}")
+        except OSError as exc:
+            raise ValueError(f"source.tls_ca_file cannot be read: path={ca_file} error={exc.strerror}") from None
+        options["connection_verify"] = str(ca_file)  # a CA bundle to trust; verification stays on
+    client_id = cfg.get("managed_identity_client_id")
     conn_str = cfg.get("connection_string")
     account_url = cfg.get("account_url")
     account_key = cfg.get("account_key")
     sas_token = cfg.get("sas_token")
+    if client_id and (conn_str or account_key or sas_token):
+        raise ValueError("source.managed_identity_client_id applies to account_url alone (DefaultAzureCredential)")
     if conn_str:
         if account_url or account_key or sas_token:
             raise ValueError("source: give connection_string or account_url (+ account_key or sas_token), not both")
@@ -134,7 +146,9 @@ def connect(
     # Imported here: azure-identity is heavy and only this path needs it.
     from azure.identity import DefaultAzureCredential
 
-    credential = DefaultAzureCredential()
+    # A user-assigned identity is chosen by its client id (AZURE_CLIENT_ID in the environment does the same).
+    options_id = {"managed_identity_client_id": str(client_id)} if client_id else {}
+    credential = DefaultAzureCredential(**options_id)
     try:
         client = ContainerClient(url, container, credential=credential, **options)
     except ValueError as exc:

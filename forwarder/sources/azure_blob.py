@@ -50,6 +50,7 @@ CONFIG_KEYS = frozenset(
     {
         "type", "container", "connection_string", "account_url", "account_name", "account_key", "sas_token",
         "start", "poll_interval", "api_version", "discovery_refresh", "late_commit_grace", "max_concurrency",
+        "tls_ca_file", "managed_identity_client_id",
     }
 )  # fmt: skip
 

@@ -154,6 +154,15 @@ class StorageRetry:
             # "from None": the original exception's text may quote a URL with a SAS signature.
             message = self.scrub(_first_line(str(exc.message if hasattr(exc, "message") else exc)))
             status = getattr(exc, "status_code", None)
+            if isinstance(exc, ClientAuthenticationError) and status is None:
+                # No response from storage: the credential itself could not get a token.
+                raise SourceError(
+                    f"No Azure credential could get a token for storage: source={self.identity} what={what} "
+                    f"reason={message!r} hint='with account_url alone, run where a managed identity is assigned "
+                    "(managed_identity_client_id for a user-assigned one), with workload identity, with "
+                    "AZURE_TENANT_ID, AZURE_CLIENT_ID and AZURE_CLIENT_SECRET set, or after az login; or set "
+                    "connection_string, account_key or sas_token'"
+                ) from None
             if isinstance(exc, ClientAuthenticationError) or status in (401, 403):
                 raise SourceError(
                     f"Storage refused access: source={self.identity} {_status(exc)} what={what} "

@@ -17,6 +17,7 @@ import contextlib
 import itertools
 import os
 import shutil
+import ssl
 import subprocess
 import time
 import urllib.error
@@ -58,21 +59,27 @@ class Azurite:
     process: subprocess.Popen[bytes] | None = None
     account_name: str = ACCOUNT_NAME
     account_key: str = ACCOUNT_KEY
+    ca_file: Path | None = None  # set when Azurite serves HTTPS with this (self-signed) certificate
     _clients: list[BlobServiceClient] = field(default_factory=list)
 
     @property
+    def scheme(self) -> str:
+        return "https" if self.ca_file else "http"
+
+    @property
     def account_url(self) -> str:
-        return f"http://{self.host}:{self.port}/{self.account_name}"
+        return f"{self.scheme}://{self.host}:{self.port}/{self.account_name}"
 
     @property
     def connection_string(self) -> str:
         return (
-            f"DefaultEndpointsProtocol=http;AccountName={self.account_name};AccountKey={self.account_key};"
+            f"DefaultEndpointsProtocol={self.scheme};AccountName={self.account_name};AccountKey={self.account_key};"
             f"BlobEndpoint={self.account_url};"
         )
 
     def service_client(self) -> BlobServiceClient:
-        client = BlobServiceClient.from_connection_string(self.connection_string)
+        verify = {"connection_verify": str(self.ca_file)} if self.ca_file else {}
+        client = BlobServiceClient.from_connection_string(self.connection_string, **verify)
         self._clients.append(client)
         return client
 
@@ -120,9 +127,10 @@ class Azurite:
                 self.process.wait(5)
 
 
-def _answers(url: str) -> bool:
+def _answers(url: str, ca_file: Path | None = None) -> bool:
+    context = ssl.create_default_context(cafile=str(ca_file)) if ca_file else None
     try:
-        urllib.request.urlopen(f"{url}?comp=list", timeout=1).close()
+        urllib.request.urlopen(f"{url}?comp=list", timeout=1, context=context).close()
     except urllib.error.HTTPError:
         return True  # 403 without credentials: the service is up
     except OSError:
@@ -130,8 +138,14 @@ def _answers(url: str) -> bool:
     return True
 
 
-def start_azurite(location: Path, timeout: float = 30.0) -> Azurite:
-    """Start azurite-blob on a free port; the caller must call ``stop()``. Skips the test if Azurite is missing."""
+def start_azurite(
+    location: Path, timeout: float = 30.0, tls: tuple[Path, Path] | None = None, oauth: bool = False
+) -> Azurite:
+    """Start azurite-blob on a free port; the caller must call ``stop()``. Skips the test if Azurite is missing.
+
+    ``tls`` (certificate, key) serves HTTPS; ``oauth`` then also accepts bearer tokens (Azurite checks
+    their issuer, audience and lifetime, not their signature).
+    """
     binary = azurite_binary()
     if binary is None:
         pytest.skip("Azurite is not installed: run `npm install` in the repository root (package.json pins azurite)")
@@ -139,18 +153,21 @@ def start_azurite(location: Path, timeout: float = 30.0) -> Azurite:
     for _ in range(3):  # the free port can be taken between probing and binding
         port = free_port()
         log_path = location / f"azurite-{port}.log"
+        extra = ["--cert", str(tls[0]), "--key", str(tls[1])] if tls else []
+        if oauth:
+            extra += ["--oauth", "basic"]
         with log_path.open("wb") as log_file:
             process = subprocess.Popen(
                 [
                     binary, "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location),
-                    "--skipApiVersionCheck", "--disableTelemetry", "--loose", "--silent",
+                    "--skipApiVersionCheck", "--disableTelemetry", "--loose", "--silent", *extra,
                 ],
                 stdout=log_file, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
             )  # fmt: skip
-        az = Azurite("127.0.0.1", port, location, process)
+        az = Azurite("127.0.0.1", port, location, process, ca_file=tls[0] if tls else None)
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline and process.poll() is None:
-            if _answers(az.account_url):
+            if _answers(az.account_url, az.ca_file):
                 return az
             time.sleep(0.1)
         az.stop()
