@@ -20,15 +20,18 @@ from typing import Any
 from forwarder.flowlog.bigrecord import BIG, parse_big_record
 from forwarder.flowlog.issues import IssueLog, ParseIssue, excerpt
 
-# Where the next record starts, as Azure writes it (compact); after garbage, a looser form of it.
+# Where the next record starts, as Azure writes it (compact); after garbage, a looser form of it, without
+# the comma: garbage right after a comma, a record's comma lost or a head written twice must not take the
+# next record with them.
 _NEXT = ',{"time":'
-_RESYNC = re.compile(r',\s*\{\s*"time"\s*:')
+_RESYNC = re.compile(r'\{\s*"time"\s*:')
 _DECODER = json.JSONDecoder()
 _WS = " \t\r\n"
 _WS_SEP = " \t\r\n,"
 
-# Head and tail are learned from the blob: '{"records":[' and ']}' today, other sizes in older blobs.
-HEAD_RE = re.compile(rb'^\s*\{\s*"records"\s*:\s*\[\s*')
+# Head and tail are learned from the blob: '{"records":[' and ']}' today, other sizes in older blobs. A UTF-8
+# byte order mark (a blob saved by an editor or a tool that adds one) belongs to the head.
+HEAD_RE = re.compile(rb'^(?:\xef\xbb\xbf)?\s*\{\s*"records"\s*:\s*\[\s*')
 TAIL_RE = re.compile(rb"\s*\]\s*\}\s*$")
 
 
@@ -60,8 +63,14 @@ class RecordDecoder:
         # Without a next-record marker in sight (records not written by Azure, pretty-printed JSON),
         # try a parse anyway once this much is pending: bounds memory, and the waste to a few parses.
         self.blind_parse_bytes = blind_parse_bytes
+        # After a blind parse found the record still incomplete, the next waits for twice as much: a big
+        # record without a marker after it (the last one before the tail) costs a few parses, not one per read.
+        self._blind_at = blind_parse_bytes
         self.consumed = start_offset
         self.records_seen = 0
+        # Blob offset of a record that final input cut short, if the last feed ended with one: a reader
+        # that may have taken an inner ']}' for the tail of a file still being written resumes there.
+        self.cut_at: int | None = None
         # The carry is kept as text: bytes are decoded once, as they arrive, and a record spanning many
         # reads grows in place instead of existing as bytes and as text at the same time.
         self._text = ""
@@ -73,8 +82,13 @@ class RecordDecoder:
         """Characters held back because they may be the start of a record not yet complete."""
         return len(self._text)
 
-    def feed(self, data: bytes, final: bool = False) -> Iterator[Record]:
-        """Decode ``data`` (the bytes following everything fed before); ``final`` means no more will come."""
+    def feed(self, data: bytes, final: bool = False, flush: bool = False) -> Iterator[Record]:
+        """Decode ``data`` (the bytes following everything fed before); ``final`` means no more will come.
+
+        ``flush``: more may come, but nothing is known to be on its way (the end of a blob without its
+        tail): parse what is pending now, keeping back only a record that is still incomplete.
+        """
+        self.cut_at = None
         piece = self._utf8.decode(data, final)
         text, self._text = self._text, ""
         text += piece  # in place: this frame holds the only reference
@@ -97,13 +111,15 @@ class RecordDecoder:
                 end, segment_final = nxt, True  # the record before a record start is complete
             elif final:
                 end, segment_final = len(text), True
-            elif len(text) - pos >= self.blind_parse_bytes:
+            elif flush or len(text) - pos >= self._blind_at:
                 end, segment_final = len(text), False
             else:
                 self._text = text[pos:] if pos else text
                 self._ascii = ascii_only or self._text.isascii()
                 self.consumed = base + nbytes(text[:pos])
                 return
+            if segment_final:
+                self._blind_at = self.blind_parse_bytes
             segment = self._segment(text, pos, end, base + nbytes(text[:pos]), segment_final, nxt >= 0, ascii_only)
             # Keep only what follows the segment: the segment's own text lives as long as its records need it.
             base += nbytes(text[:end])
@@ -115,6 +131,7 @@ class RecordDecoder:
                 # Only a segment parsed blind can end in a partial record: wait for the rest.
                 self._text = rest + text
                 self._ascii = self._text.isascii()
+                self._blind_at = max(self.blind_parse_bytes, 2 * len(self._text))
                 self.consumed = base - len(rest.encode("utf-8", "surrogateescape"))
                 if len(self._text) > self.max_record_bytes:
                     self._report(self.consumed, "record too large", self._text[:200], "over max_record_bytes")
@@ -150,16 +167,18 @@ class RecordDecoder:
                 body, stop = big or _DECODER.raw_decode(text, pos)
                 if stop > end:
                     raise ValueError("the record runs into the next one")
-            except ValueError as exc:  # JSONDecodeError is a ValueError
+            except (ValueError, RecursionError) as exc:  # JSONDecodeError is a ValueError
                 nxt = _RESYNC.search(text, pos + 1, end)
                 if nxt is None and not final:
                     return text[pos:end]
                 bad_end = nxt.start() if nxt else end
+                if nxt is None and not followed:
+                    self.cut_at = byte_pos(pos)
                 self._report(
                     byte_pos(pos),
                     "malformed record" if nxt or followed else "truncated or malformed record",
                     text[pos:bad_end],
-                    str(exc),
+                    "JSON nested too deeply to parse" if isinstance(exc, RecursionError) else str(exc),
                 )
                 pos = bad_end
                 continue
