@@ -8,9 +8,11 @@ from __future__ import annotations
 
 import hashlib
 import ipaddress
+import reprlib
 from collections.abc import Callable, Iterable, Iterator
 from typing import Any
 
+from forwarder.flowlog.bigrecord import TupleSpan
 from forwarder.flowlog.issues import IssueLog, ParseIssue, excerpt
 from forwarder.flowlog.model import FlowContext, FlowEvent, LogKind
 from forwarder.flowlog.records import Record
@@ -49,9 +51,12 @@ def event_id_prefix(source: str, record_offset: int, record_time: str) -> str:
     return hashlib.blake2b(f"{source}\0{record_offset}\0{record_time}".encode(), digest_size=12).hexdigest()
 
 
+_HEX = frozenset("0123456789ABCDEF")
+
+
 def format_mac(raw: str) -> str:
     hexdigits = "".join(c for c in raw if c not in ":-").upper()
-    if len(hexdigits) != 12:
+    if len(hexdigits) != 12 or not _HEX.issuperset(hexdigits):
         return ""
     return "-".join(hexdigits[i : i + 2] for i in range(0, 12, 2))
 
@@ -71,23 +76,42 @@ def text(value: Any) -> str:
     if value is None:
         return ""
     s = value if isinstance(value, str) else str(value)
-    return s if s.isascii() else s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    if s.isascii():
+        return s
+    try:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        # A lone surrogate written as a JSON escape ("\ud800"): not a byte that was not UTF-8, still unencodable.
+        return s.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+
+
+# What a bad record or tuple is shown as in a message: bounded in size and depth, whatever the input.
+_REPR = reprlib.Repr()
+_REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring, _REPR.maxother = 3, 8, 4, 80, 80
+
+
+def shown(value: Any) -> str:
+    return excerpt(text(value if isinstance(value, str) else _REPR.repr(value)))
 
 
 class UnknownRecord(ValueError):
     """A record that is neither an NSG nor a VNet flow log record of a known version."""
 
 
+class BadStructure(TypeError):
+    """A flow log record with a part of the wrong JSON type where nothing of the record can be read."""
+
+
 def record_kind(body: dict[str, Any]) -> tuple[LogKind, int]:
     if "flowRecords" in body or "flowLogVersion" in body:
         version = body.get("flowLogVersion")
-        if version not in VNET_VERSIONS:
+        if version not in VNET_VERSIONS or isinstance(version, bool):
             raise UnknownRecord(f"unknown VNet flow log version {version!r} (known: 4)")
         return "vnet", int(version)
     props = body.get("properties")
     if isinstance(props, dict) and "flows" in props:
         version = props.get("Version")
-        if version not in NSG_VERSIONS:
+        if version not in NSG_VERSIONS or isinstance(version, bool):
             raise UnknownRecord(f"unknown NSG flow log version {version!r} (known: 1, 2)")
         return "nsg", int(version)
     raise UnknownRecord("not a flow log record (no properties.flows and no flowRecords)")
@@ -117,19 +141,23 @@ class Normaliser:
         body = record.body
         try:
             kind, version = record_kind(body)
-            groups = self._nsg_groups(body) if kind == "nsg" else self._vnet_groups(body)
+            groups, problems = self._nsg_groups(body) if kind == "nsg" else self._vnet_groups(body)
         except (UnknownRecord, TypeError, KeyError, AttributeError) as exc:
             self.issues.report(
                 ParseIssue(
                     self.source,
                     record.offset,
                     "unsupported record",
-                    detail=str(exc) if isinstance(exc, UnknownRecord) else f"unexpected structure: {exc!r}",
+                    detail=str(exc) if isinstance(exc, UnknownRecord | BadStructure) else f"unexpected: {exc!r}",
                     record_index=record.index,
-                    text=excerpt(str(body)),
+                    text=shown(body),
                 )
             )
             return
+        for problem in problems:
+            self.issues.report(
+                ParseIssue(self.source, record.offset, "bad flow group", detail=problem, record_index=record.index)
+            )
         resource_id = text(body.get("resourceId") or body.get("flowLogResourceID"))
         rid = parse_resource_id(resource_id)
         target = text(body.get("targetResourceID"))
@@ -157,12 +185,12 @@ class Normaliser:
             "flow_log_guid": text(body.get("flowLogGUID")),
             "id_prefix": prefix,
         }
-        record_mac = str(body.get("macAddress", ""))
+        record_mac = text(body.get("macAddress"))
         parse = _GROUP_PARSERS[(kind, version)]
         out: list[FlowEvent] = []
         index = 0
         for rule, mac, acl_id, tuples in groups:
-            ctx = FlowContext(mac=format_mac(mac or record_mac), rule=text(rule), acl_id=text(acl_id), **common)  # type: ignore[arg-type]
+            ctx = FlowContext(mac=format_mac(text(mac) or record_mac), rule=text(rule), acl_id=text(acl_id), **common)  # type: ignore[arg-type]
             for start in range(0, len(tuples), size):
                 part = tuples[start : start + size] if len(tuples) > size else tuples
                 if out and len(out) + len(part) > size:
@@ -176,7 +204,7 @@ class Normaliser:
                             "bad flow tuple",
                             detail=f"tuple {bad_index}: {explain_tuple(kind, version, raw)}",
                             record_index=record.index,
-                            text=excerpt(str(raw)),
+                            text=shown(raw),
                         )
                     )
                 if len(out) >= size:
@@ -187,20 +215,72 @@ class Normaliser:
             yield out
 
     @staticmethod
-    def _nsg_groups(body: dict[str, Any]) -> list[tuple[str, str, str, list[Any]]]:
-        return [
-            (str(rule_flows.get("rule", "")), str(mac_flows.get("mac", "")), "", mac_flows.get("flowTuples") or [])
-            for rule_flows in body["properties"]["flows"]
-            for mac_flows in rule_flows.get("flows") or []
-        ]
+    def _nsg_groups(body: dict[str, Any]) -> tuple[list[_Group], list[str]]:
+        groups: list[_Group] = []
+        problems: list[str] = []
+        for i, rule_flows in enumerate(_array(body["properties"]["flows"], "properties.flows")):
+            where = f"properties.flows[{i}]"
+            if not isinstance(rule_flows, dict):
+                problems.append(f"{where} is {_kind(rule_flows)}, not an object")
+                continue
+            for j, mac_flows in enumerate(_array(rule_flows.get("flows", []), f"{where}.flows", problems)):
+                if not isinstance(mac_flows, dict):
+                    problems.append(f"{where}.flows[{j}] is {_kind(mac_flows)}, not an object")
+                    continue
+                tuples = _array(mac_flows.get("flowTuples", []), f"{where}.flows[{j}].flowTuples", problems)
+                groups.append((rule_flows.get("rule"), mac_flows.get("mac"), None, tuples))
+        return groups, problems
 
     @staticmethod
-    def _vnet_groups(body: dict[str, Any]) -> list[tuple[str, str, str, list[Any]]]:
-        return [
-            (str(group.get("rule", "")), "", str(acl.get("aclID", "")), group.get("flowTuples") or [])
-            for acl in body["flowRecords"].get("flows") or []
-            for group in acl.get("flowGroups") or []
-        ]
+    def _vnet_groups(body: dict[str, Any]) -> tuple[list[_Group], list[str]]:
+        groups: list[_Group] = []
+        problems: list[str] = []
+        flow_records = body["flowRecords"]
+        if not isinstance(flow_records, dict):
+            raise BadStructure(f"flowRecords is {_kind(flow_records)}, not an object")
+        for i, acl in enumerate(_array(flow_records.get("flows", []), "flowRecords.flows", problems)):
+            where = f"flowRecords.flows[{i}]"
+            if not isinstance(acl, dict):
+                problems.append(f"{where} is {_kind(acl)}, not an object")
+                continue
+            for j, group in enumerate(_array(acl.get("flowGroups", []), f"{where}.flowGroups", problems)):
+                if not isinstance(group, dict):
+                    problems.append(f"{where}.flowGroups[{j}] is {_kind(group)}, not an object")
+                    continue
+                tuples = _array(group.get("flowTuples", []), f"{where}.flowGroups[{j}].flowTuples", problems)
+                groups.append((group.get("rule"), None, acl.get("aclID"), tuples))
+        return groups, problems
+
+
+# One rule group: rule, NIC MAC (NSG), ACL id (VNet), its tuples. Values as written: checked where used.
+_Group = tuple[Any, Any, Any, "list[Any] | TupleSpan"]
+
+
+_JSON_TYPES: dict[type, str] = {
+    str: "a string",
+    int: "a number",
+    float: "a number",
+    bool: "a boolean",
+    list: "an array",
+    dict: "an object",
+}
+
+
+def _kind(value: Any) -> str:
+    """The JSON type of a parsed value, as a user reading the record would name it."""
+    return "null" if value is None else _JSON_TYPES.get(type(value), f"a {type(value).__name__}")
+
+
+def _array(value: Any, where: str, problems: list[str] | None = None) -> list[Any] | TupleSpan:
+    """A JSON array of the record; anything else, null included, is a problem (an error for the record when
+    ``problems`` is None: nothing of it can be read). Callers pass [] for an array that is absent."""
+    if type(value) is list or type(value) is TupleSpan:
+        return value
+    problem = f"{where} is {_kind(value)}, not an array"
+    if problems is None:
+        raise BadStructure(problem)
+    problems.append(problem)
+    return []
 
 
 # The group parsers are the innermost loop: checks are inlined, and a tuple that fails any of them
@@ -212,7 +292,7 @@ def _ip_ok(addr: str) -> bool:
     return ip_version(addr) != 0
 
 
-def _nsg_group(ctx: FlowContext, index: int, tuples: list[Any], out: list[FlowEvent], v2: bool) -> _BadTuples:
+def _nsg_group(ctx: FlowContext, index: int, tuples: Iterable[Any], out: list[FlowEvent], v2: bool) -> _BadTuples:
     bad: _BadTuples = []
     prefix = ctx.id_prefix + "-"
     ipc = _ip_cache
@@ -244,7 +324,11 @@ def _nsg_group(ctx: FlowContext, index: int, tuples: list[Any], out: list[FlowEv
             ):
                 raise ValueError
             counters = p1 + b1 + p2 + b2
-            if counters and not counters.isdigit():
+            if counters and (
+                not counters.isdigit()
+                # Beyond 18 digits a counter overflows the 64-bit integers of every format.
+                or (len(counters) > 18 and (len(b1) > 18 or len(b2) > 18 or len(p1) > 18 or len(p2) > 18))
+            ):
                 raise ValueError
             append(
                 make(
@@ -274,15 +358,15 @@ def _nsg_group(ctx: FlowContext, index: int, tuples: list[Any], out: list[FlowEv
     return bad
 
 
-def _nsg_v1(ctx: FlowContext, index: int, tuples: list[Any], out: list[FlowEvent]) -> _BadTuples:
+def _nsg_v1(ctx: FlowContext, index: int, tuples: Iterable[Any], out: list[FlowEvent]) -> _BadTuples:
     return _nsg_group(ctx, index, tuples, out, v2=False)
 
 
-def _nsg_v2(ctx: FlowContext, index: int, tuples: list[Any], out: list[FlowEvent]) -> _BadTuples:
+def _nsg_v2(ctx: FlowContext, index: int, tuples: Iterable[Any], out: list[FlowEvent]) -> _BadTuples:
     return _nsg_group(ctx, index, tuples, out, v2=True)
 
 
-def _vnet_v4(ctx: FlowContext, index: int, tuples: list[Any], out: list[FlowEvent]) -> _BadTuples:
+def _vnet_v4(ctx: FlowContext, index: int, tuples: Iterable[Any], out: list[FlowEvent]) -> _BadTuples:
     bad: _BadTuples = []
     prefix = ctx.id_prefix + "-"
     ipc = _ip_cache
@@ -309,7 +393,11 @@ def _vnet_v4(ctx: FlowContext, index: int, tuples: list[Any], out: list[FlowEven
             ):
                 raise ValueError
             counters = p1 + b1 + p2 + b2
-            if counters and not counters.isdigit():
+            if counters and (
+                not counters.isdigit()
+                # Beyond 18 digits a counter overflows the 64-bit integers of every format.
+                or (len(counters) > 18 and (len(b1) > 18 or len(b2) > 18 or len(p1) > 18 or len(p2) > 18))
+            ):
                 raise ValueError
             append(
                 make(
@@ -339,7 +427,7 @@ def _vnet_v4(ctx: FlowContext, index: int, tuples: list[Any], out: list[FlowEven
     return bad
 
 
-_GROUP_PARSERS: dict[tuple[str, int], Callable[[FlowContext, int, list[Any], list[FlowEvent]], _BadTuples]] = {
+_GROUP_PARSERS: dict[tuple[str, int], Callable[[FlowContext, int, Iterable[Any], list[FlowEvent]], _BadTuples]] = {
     ("nsg", 1): _nsg_v1,
     ("nsg", 2): _nsg_v2,
     ("vnet", 4): _vnet_v4,
@@ -355,7 +443,7 @@ _FIELDS = {
 def explain_tuple(kind: str, version: int, raw: Any) -> str:
     """Say precisely what is wrong with a tuple the fast path rejected."""
     if not isinstance(raw, str):
-        return f"flow tuple is a {type(raw).__name__}, not a string"
+        return f"flow tuple is {_kind(raw)}, not a string"
     names = _FIELDS[(kind, version)].split(",")
     values = raw.split(",")
     if len(values) != len(names):
@@ -380,6 +468,6 @@ def explain_tuple(kind: str, version: int, raw: Any) -> str:
     if "state" in f and f["state"] not in (_NSG_STATES if kind == "nsg" else _VNET_STATES):
         return f"bad flow state {f['state']!r}"
     for key in ("pkts_s2d", "bytes_s2d", "pkts_d2s", "bytes_d2s"):
-        if key in f and f[key] and not f[key].isdigit():
+        if key in f and f[key] and (not f[key].isdigit() or len(f[key]) > 18):
             return f"bad counter {key}={f[key]!r}"
     return "invalid flow tuple"
