@@ -2,10 +2,11 @@
 
 from __future__ import annotations
 
+import codecs
 from collections.abc import Iterator
 from typing import BinaryIO
 
-from forwarder.flowlog.issues import IssueLog
+from forwarder.flowlog.issues import IssueLog, ParseIssue, excerpt
 from forwarder.flowlog.model import FlowEvent
 from forwarder.flowlog.normalise import Normaliser
 from forwarder.flowlog.records import HEAD_RE, TAIL_RE, RecordDecoder
@@ -33,10 +34,11 @@ class FileConverter:
         first = self.stream.read(self.chunk_bytes)
         self.bytes_read += len(first)
         m = HEAD_RE.match(first)
+        bom = len(codecs.BOM_UTF8) if first.startswith(codecs.BOM_UTF8) else 0
         if m is not None:
             start, whole_blob = m.end(), True
-        elif first.lstrip()[:1] == b"{":
-            start, whole_blob = 0, False  # records one after another (NDJSON or concatenated)
+        elif first[bom:].lstrip()[:1] == b"{":
+            start, whole_blob = bom, False  # records one after another (NDJSON or concatenated)
         elif not first.strip():
             raise NotAFlowLog("the input is empty")
         else:
@@ -61,6 +63,16 @@ class FileConverter:
                     tail = TAIL_RE.search(feed, max(0, len(feed) - _HOLD))
                     if tail is not None:
                         feed = feed[: tail.start()]
+                    else:
+                        self.issues.report(
+                            ParseIssue(
+                                self.source,
+                                self.bytes_read,
+                                "missing tail",
+                                detail="the input ends without the ]} that closes a PT1H.json: it may be cut short",
+                                text=excerpt(feed[-40:]),
+                            )
+                        )
                 final = True
             for batch in normaliser.records_batches(decoder.feed(feed, final=final), 8192):
                 self.tuples += len(batch)
