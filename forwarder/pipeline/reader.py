@@ -152,13 +152,20 @@ class BlobReader:
                     data = data[: m.start()]
                     final = True
             events: list[FlowEvent] = []
-            for batch in normaliser.records_batches(decoder.feed(data, final=final), self.max_events):
+            # At the end of a blob without its tail (a file still being copied, a tail not yet written), the
+            # records already whole are delivered now, not held back until some later write.
+            records = decoder.feed(data, final=final, flush=last and not final)
+            for batch in normaliser.records_batches(records, self.max_events):
                 if events and len(events) + len(batch) > self.max_events:
                     delivered += len(events)
                     yield Chunk(key, blob, events, cp.offset, None, bytes_read, False)
                     events, bytes_read = [], 0
                 events.extend(batch)
             new_offset = decoder.consumed
+            if final and decoder.cut_at is not None:
+                # The last record ends cut short. In a file still being written, what looked like the tail
+                # can be a ']}' inside that record: if the blob changes, read the record again from its start.
+                new_offset = decoder.cut_at
             if not cp.first and pos == cp.head and new_offset > cp.head:
                 # Only bytes of delivered records: a blob seen with head and tail alone has no first record yet.
                 cp.first = data[: min(FIRST, new_offset - cp.head)].hex()
@@ -168,8 +175,10 @@ class BlobReader:
                 tail = b""
             elif new_offset == cp.offset:
                 tail = fingerprint
-            else:
+            elif new_offset >= window_start:
                 tail = window[max(0, new_offset - FP - window_start) : new_offset - window_start]
+            else:  # a cut record that began in an earlier read
+                tail = self._read(blob.name, max(cp.head, new_offset - FP), new_offset)
             pos += len(data)
             prev_tail = window[-FP:]
             delivered += len(events)
