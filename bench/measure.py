@@ -13,8 +13,10 @@ import time
 from pathlib import Path
 
 
-def run_measured(cmd: list[str], stdout: int | None = subprocess.DEVNULL) -> tuple[float, float, str, int]:
-    """(seconds, peak RSS in MB, stderr, exit status) of cmd."""
+def run_measured(
+    cmd: list[str], stdout: int | None = subprocess.DEVNULL, timeout: float | None = None
+) -> tuple[float, float, str, int]:
+    """(seconds, peak RSS in MB, stderr, exit status) of cmd; killed (TimeoutExpired) after ``timeout`` seconds."""
     began = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=stdout, stderr=subprocess.PIPE)
     peak = [0]
@@ -32,9 +34,14 @@ def run_measured(cmd: list[str], stdout: int | None = subprocess.DEVNULL) -> tup
 
     watcher = threading.Thread(target=watch, daemon=True)
     watcher.start()
-    assert proc.stderr is not None
-    err = proc.stderr.read().decode()
-    status_code = proc.wait()
+    try:
+        _, err_bytes = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+        raise
+    err = err_bytes.decode()
+    status_code = proc.returncode
     seconds = time.perf_counter() - began
     watcher.join(1)
     return seconds, peak[0] / 1024, err, status_code

@@ -13,12 +13,12 @@ import json
 import random
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
 
+from bench.measure import run_measured
 from forwarder.checkpoints.store import CheckpointStore
 from forwarder.flowlog.issues import IssueLog
 from forwarder.flowlog.records import RecordDecoder
@@ -221,24 +221,6 @@ def test_convert_cli_refuses_what_is_not_a_flow_log_with_exit_1(content: bytes, 
     assert f"nsg-forwarder convert: {path} is not a flow log:" in err and why in err
 
 
-def _peak_rss_mb(proc: subprocess.Popen[bytes]) -> list[float]:
-    peak = [0.0]
-
-    def watch() -> None:
-        status = Path(f"/proc/{proc.pid}/status")
-        while proc.poll() is None:
-            try:
-                for line in status.read_text().splitlines():
-                    if line.startswith("VmHWM:"):
-                        peak[0] = max(peak[0], int(line.split()[1]) / 1024)
-            except (FileNotFoundError, ProcessLookupError):
-                break
-            time.sleep(0.05)
-
-    threading.Thread(target=watch, daemon=True).start()
-    return peak
-
-
 def test_convert_cli_on_10_mb_of_damage_stays_small_and_quick(tmp_path: Path) -> None:
     """A 10 MB blob whose big records are cut, nested and stuffed: bounded time and memory."""
     rng = random.Random(SEED + 3)
@@ -249,21 +231,10 @@ def test_convert_cli_on_10_mb_of_damage_stays_small_and_quick(tmp_path: Path) ->
     path = tmp_path / "PT1H.json"
     path.write_bytes(blob.bytes())
     assert path.stat().st_size > 10e6
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "forwarder", "convert", str(path), "--format", "ecs", "--output", str(tmp_path / "o")],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
-    peak = _peak_rss_mb(proc)
-    try:
-        _, err_bytes = proc.communicate(timeout=25)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
-    err = err_bytes.decode()
-    assert proc.returncode == 0 and "Traceback" not in err, err
-    assert peak[0] < 300, f"peak RSS {peak[0]:.0f} MB"
+    cmd = [sys.executable, "-m", "forwarder", "convert", str(path), "--format", "ecs", "--output", str(tmp_path / "o")]
+    _, peak_mb, err, code = run_measured(cmd, timeout=25)
+    assert code == 0 and "Traceback" not in err, err
+    assert peak_mb < 300, f"peak RSS {peak_mb:.0f} MB"
     got = {json.loads(line)["event"]["id"] for line in (tmp_path / "o").read_text().splitlines()}
     assert expected_ids(blob, str(path)) <= got
 
