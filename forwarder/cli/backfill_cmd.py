@@ -75,7 +75,8 @@ def run(args: argparse.Namespace) -> int:
         return 2
     try:
         service.delivery.open()
-        blobs: list[BlobRef] = list(source.backlog(args.since, until))
+        shard = service.shard
+        blobs: list[BlobRef] = [b for b in source.backlog(args.since, until) if shard is None or shard.owns(b.name)]
         total = sum(b.size for b in blobs)
         log.info(
             "Backfill listed its hours: blobs=%d bytes=%d since=%s until=%s",

@@ -21,6 +21,7 @@ from forwarder.logsetup import setup_logging
 from forwarder.ops.metrics import HealthServer, MetricsListenError
 from forwarder.ops.notify import Notifier
 from forwarder.pipeline.service import Service
+from forwarder.pipeline.shard import Shard
 from forwarder.sinks.base import SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.retry import RetryPolicy
@@ -59,6 +60,7 @@ def validate(args: argparse.Namespace) -> int:
     try:
         source = build_source(cfg)
         sinks = build_sinks(cfg, DeadLetter(None), RetryPolicy())
+        shard = Shard.parse(cfg.get("service", {}).get("shard"))
     except (ConfigError, SinkFatal, SourceError, ValueError) as exc:
         config_error(f"{args.config}: {exc}")
         return 2
@@ -73,6 +75,8 @@ def validate(args: argparse.Namespace) -> int:
     print(f"Config OK: {args.config}")
     print(f"  source: {src['type']} {where} (identity {source.identity}, start {src.get('start', 'earliest')})")
     print(f"  checkpoints: {checkpoint_path(cfg)}")
+    if shard is not None:
+        print(f"  shard: {shard} (this instance forwards one of {shard.count} shares of the NICs)")
     for name, s in zip(sink_names(cfg), cfg["sink"], strict=True):
         target = s.get("path") or s.get("url") or (f"{s.get('host')}:{s.get('port', '')}" if s.get("host") else "")
         print(f"  sink {name}: {s.get('format', 'ecs')} -> {target}")
@@ -153,11 +157,12 @@ def run(args: argparse.Namespace) -> int:
             health = HealthServer(service, listen, stale_after=max(60.0, 4 * service.poll_interval))
             health.start()
         log.info(
-            "Forwarder started: source=%s sinks=%s once=%s checkpoints=%s",
+            "Forwarder started: source=%s sinks=%s once=%s checkpoints=%s shard=%s",
             service.source.identity,
             ",".join(sink_names(cfg)),
             args.once,
             store.path,
+            service.shard or "all",
         )
         service.run(once=args.once)
     except SinkFatal as exc:

@@ -13,6 +13,7 @@ from forwarder.checkpoints.store import CheckpointStore
 from forwarder.flowlog.issues import IssueLog
 from forwarder.pipeline.delivery import Delivery
 from forwarder.pipeline.service import Service
+from forwarder.pipeline.shard import Shard
 from forwarder.sinks.base import Sink
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.retry import RetryPolicy
@@ -107,4 +108,5 @@ def build_service(
         retain_days=float(cfg.get("checkpoint", {}).get("retain_days", 14)),
         stop=stop,
         issues=IssueLog(),
+        shard=Shard.parse(cfg.get("service", {}).get("shard")),
     )

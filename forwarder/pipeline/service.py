@@ -12,6 +12,7 @@ from forwarder.checkpoints.store import CheckpointStore, CheckpointWriteError
 from forwarder.flowlog.issues import IssueLog
 from forwarder.pipeline.delivery import Delivery
 from forwarder.pipeline.reader import BlobReader, Chunk
+from forwarder.pipeline.shard import Shard
 from forwarder.sinks.base import SinkFatal
 from forwarder.sinks.retry import Interrupted
 from forwarder.sources import blobpath
@@ -45,8 +46,10 @@ class Service:
         issues: IssueLog | None = None,
         on_chunk: Callable[[Chunk], None] | None = None,
         on_poll: Callable[[Service], None] | None = None,
+        shard: Shard | None = None,
     ):
         self.source = source
+        self.shard = shard  # this instance's share of the NICs; None: all of them
         self.store = store
         self.delivery = delivery
         self.start = start
@@ -108,6 +111,8 @@ class Service:
                     self.on_poll(self)  # the source answered: ready
                 if self.stop.is_set():
                     break
+                if self.shard is not None and not self.shard.owns(blob.name):
+                    continue  # another instance's share
                 if latest_init:
                     self._skip_existing(blob)
                 else:

@@ -31,6 +31,7 @@ _NAME_RE = re.compile(
     r"y=(?P<y>\d{4})/m=(?P<mo>\d{2})/d=(?P<d>\d{2})/h=(?P<h>\d{2})/m=(?P<mi>\d{2})/"
     r"macAddress=(?P<mac>[^/]+)/PT1H\.json"
 )
+_HOUR_FOLDERS_RE = re.compile(r"y=\d{4}/m=\d{2}/d=\d{2}/h=\d{2}/m=\d{2}/")
 # One level of the time hierarchy as a listing returns it: "y=2026/", "m=11/", "d=25/", "h=10/".
 _SEGMENT_RE = re.compile(r"(?P<key>[ymdh])=(?P<value>\d{2,4})/")
 
@@ -99,3 +100,8 @@ def hour_in_key(key: str) -> datetime | None:
     starts = [i for i in (key.find(root) for root in LAYOUT_ROOTS) if i >= 0]
     parsed = parse(key[min(starts) :]) if starts else None
     return parsed.hour if parsed else None
+
+
+def stream_key(name: str) -> str:
+    """What a NIC's hourly blobs have in common: the name without its hour folders (any folder above kept)."""
+    return _HOUR_FOLDERS_RE.sub("", name, count=1)
