@@ -106,6 +106,18 @@ def test_a_rejected_request_is_dead_lettered_with_status_and_excerpt(
     validate_lines("ecs", collector.lines)
 
 
+def test_a_dead_letter_entry_torn_by_a_crash_is_cut_before_new_entries(
+    collector: NdjsonReceiver, dead_letter: DeadLetter, events: list[Any]
+) -> None:
+    assert dead_letter.path is not None
+    whole = b'{"sink":"http[0]","reason":"earlier","event_id":"x-1"}\n'
+    dead_letter.path.write_bytes(whole + b'{"sink":"http[0]","reason":"cut sh')  # the write a SIGKILL stopped
+    collector.script(Action(422, {"error": "no"}))
+    make_sink(collector, dead_letter, max_in_flight=1).send(make_batch("ecs", events[:3]))
+    dead = dead_entries(dead_letter)  # every line parses: the torn one is gone, not merged with the next
+    assert [d["event_id"] for d in dead] == ["x-1"] + [e.event_id for e in events[:3]]
+
+
 def test_rejected_credentials_stop_the_sink_without_showing_them(
     collector: NdjsonReceiver, dead_letter: DeadLetter, events: list[Any], caplog: pytest.LogCaptureFixture
 ) -> None:

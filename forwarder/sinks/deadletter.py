@@ -12,6 +12,7 @@ from pathlib import Path
 import orjson
 
 from forwarder.flowlog.model import FlowEvent
+from forwarder.sinks.torn_line import trim_torn_line
 
 log = logging.getLogger("forwarder.deadletter")
 
@@ -24,6 +25,7 @@ class DeadLetter:
         self.path = path
         self._lock = threading.Lock()
         self.counts: Counter[str] = Counter()  # per sink name
+        self._checked = False  # whether a torn last line from a crash was looked for
 
     def write(self, sink: str, reason: str, items: list[tuple[FlowEvent, str]]) -> None:
         if not items:
@@ -58,6 +60,16 @@ class DeadLetter:
             if self.path is None:
                 return
             self.path.parent.mkdir(parents=True, exist_ok=True)
+            if not self._checked:
+                self._checked = True
+                removed = trim_torn_line(self.path)
+                if removed:
+                    log.warning(
+                        "Removed an incomplete last entry left by a crash; its events are handled again: "
+                        "file=%s bytes=%d",
+                        self.path,
+                        removed,
+                    )
             with self.path.open("ab") as out:
                 out.write(b"\n".join(entries) + b"\n")
                 out.flush()

@@ -45,11 +45,11 @@ from forwarder.sinks.file_archive import (
     fsync_dir,
     main_verify,
     read_manifest,
-    repair_manifest_tail,
     sha256_file,
     verify_archive,
 )
 from forwarder.sinks.retry import RetriesExhausted, RetryPolicy, TransientError
+from forwarder.sinks.torn_line import trim_torn_line
 
 __all__ = ["FileSink", "FileSinkConfigError", "StdoutSink", "VerifyReport", "from_config", "main_verify",
            "parse_config", "verify_archive"]  # fmt: skip
@@ -454,7 +454,8 @@ class FileSink:
         except FileNotFoundError:
             created = True
         else:
-            self._trim_torn_line(st.st_size)
+            if st.st_size:
+                self._trim_torn_line()
         fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, self.config.mode)
         if created:
             os.fchmod(fd, self.config.mode)  # the umask does not get a say in an archive's permissions
@@ -464,29 +465,16 @@ class FileSink:
         self._size = st.st_size
         self._period = self._period_of(st.st_mtime) if self.config.rotate_interval and st.st_size else None
 
-    def _trim_torn_line(self, size: int) -> None:
+    def _trim_torn_line(self) -> None:
         """A batch cut short by a crash never had its send return: drop the partial line (it is sent again)."""
-        if not size:
-            return
-        with self.path.open("rb+") as f:
-            f.seek(max(0, size - READ_CHUNK))
-            tail = f.read()
-            if tail.endswith(b"\n"):
-                return
-            cut = tail.rfind(b"\n")
-            keep = max(0, size - READ_CHUNK) + cut + 1 if cut >= 0 else (0 if size <= READ_CHUNK else None)
-            if keep is None:  # one line longer than a MiB without a newline: find its start the slow way
-                f.seek(0)
-                keep = f.read().rfind(b"\n") + 1
-            f.truncate(keep)
-            f.flush()
-            os.fsync(f.fileno())
-        log.warning(
-            "Removed an incomplete last line left by a crash; its batch is sent again: sink=%s path=%s bytes=%d",
-            self.name,
-            self.path,
-            size - keep,
-        )
+        removed = trim_torn_line(self.path)
+        if removed:
+            log.warning(
+                "Removed an incomplete last line left by a crash; its batch is sent again: sink=%s path=%s bytes=%d",
+                self.name,
+                self.path,
+                removed,
+            )
 
     # -- finalisation (worker thread) -----------------------------------------------------------------
 
@@ -625,7 +613,7 @@ class FileSink:
         """Finish what a killed process left: temp files, uncompressed copies, files not yet listed.
 
         Returns the closed files still to compress, in sequence order, for the worker."""
-        if repair_manifest_tail(self.manifest_path):
+        if trim_torn_line(self.manifest_path):
             log.warning("Cut an incomplete last line from the manifest left by a crash: path=%s", self.manifest_path)
         entries, _ = read_manifest(self.manifest_path)
         listed = {e.name for e in entries}

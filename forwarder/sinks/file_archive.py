@@ -124,27 +124,6 @@ def append_manifest(path: Path, digest: str, name: str) -> None:
         fsync_dir(path.parent)
 
 
-def repair_manifest_tail(path: Path) -> bool:
-    """Cut a torn last line (a crash mid-append); the file it named is then found unlisted and re-added."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return False
-    if size == 0:
-        return False
-    with path.open("rb+") as f:
-        f.seek(size - 1)
-        if f.read(1) == b"\n":
-            return False
-        f.seek(0)
-        data = f.read()
-        keep = data.rfind(b"\n") + 1
-        f.truncate(keep)
-        f.flush()
-        os.fsync(f.fileno())
-    return True
-
-
 @dataclass
 class VerifyReport:
     directory: Path
