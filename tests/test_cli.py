@@ -3,14 +3,17 @@
 from __future__ import annotations
 
 import json
+import signal
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
 
 from forwarder.samples.generator import BlobSpec, blob_bytes, write_blob
 from tests.support.events import validate_lines
+from tests.support.process import start_forwarder
 
 
 def nsg(
@@ -163,6 +166,32 @@ def test_a_corrupt_checkpoint_file_stops_run_and_reset_moves_it_aside(tmp_path: 
     assert nsg("checkpoints", "reset", "--config", str(config), "--yes").returncode == 0
     assert list(tmp_path.glob("cp.json.corrupt-*"))
     assert nsg("run", "--config", str(config), "--once").returncode == 0
+
+
+def test_a_second_process_on_the_same_checkpoint_file_is_refused(tmp_path: Path) -> None:
+    write_blob(tmp_path / "logs", BlobSpec(minutes=2, tuples_per_minute=5))
+    config = write_config(tmp_path, GOOD.replace('path = "{root}"', 'path = "{root}/logs"').format(root=tmp_path))
+    service = start_forwarder(config)  # polls until stopped, holding cp.json
+    try:
+        deadline = time.monotonic() + 20
+        while time.monotonic() < deadline and not (tmp_path / "cp.json").exists():
+            time.sleep(0.1)
+        for args in (
+            ("run", "--config", str(config), "--once"),
+            ("backfill", "--config", str(config), "--since", "2026-11-25T00:00:00Z"),
+            ("checkpoints", "reset", "--config", str(config), "--yes"),
+        ):
+            done = nsg(*args)
+            err = done.stderr.decode()
+            assert done.returncode == 1, (args, err)
+            assert "Another nsg-forwarder process" in err and f"path={tmp_path / 'cp.json'}" in err, err
+            assert "Traceback" not in err
+        assert nsg("checkpoints", "show", "--config", str(config)).returncode == 0  # reading is fine
+    finally:
+        service.send_signal(signal.SIGTERM)
+        assert service.wait(timeout=20) == 0
+    assert len((tmp_path / "out.ndjson").read_text().splitlines()) == 10  # nothing sent twice
+    assert nsg("checkpoints", "reset", "--config", str(config), "--yes").returncode == 0  # free again
 
 
 def test_every_command_has_help() -> None:

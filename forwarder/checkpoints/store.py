@@ -7,6 +7,7 @@ so a file that cannot be read stops the service instead of silently starting ove
 from __future__ import annotations
 
 import contextlib
+import fcntl
 import os
 import tempfile
 import threading
@@ -23,6 +24,14 @@ FORMAT_VERSION = 1
 
 class CheckpointError(Exception):
     """The checkpoint file exists but cannot be used; the message says what to do."""
+
+
+class CheckpointCorrupt(CheckpointError):
+    """The file exists but is not a checkpoint file this version can read."""
+
+
+class CheckpointInUse(CheckpointError):
+    """Another process holds the file (see CheckpointStore.open_exclusive)."""
 
 
 class CheckpointWriteError(CheckpointError):
@@ -53,6 +62,33 @@ class CheckpointStore:
         self.saved_at = 0.0
         # Blobs of hours before this (unix time) were forgotten after delivery: they count as done.
         self.horizon = 0.0
+        self._lock_fd: int | None = None
+
+    @classmethod
+    def open_exclusive(cls, path: Path) -> CheckpointStore:
+        """Load the file for a process that will save it, holding it against every other such process:
+        two processes saving one file would each overwrite the other's progress."""
+        lock_path = path.with_name(f".{path.name}.lock")
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+        except OSError as exc:
+            raise CheckpointError(f"Cannot use the checkpoint folder: path={path.parent} error={exc.strerror}") from exc
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            raise CheckpointInUse(
+                f"Another nsg-forwarder process (run, backfill or checkpoints reset) is using the checkpoint file: "
+                f"path={path}. Give every instance its own [checkpoint] path, or stop the other process first."
+            ) from None
+        try:
+            store = cls.load(path)
+        except BaseException:
+            os.close(fd)
+            raise
+        store._lock_fd = fd  # held until the process exits; the kernel releases it even after SIGKILL
+        return store
 
     @classmethod
     def load(cls, path: Path) -> CheckpointStore:
@@ -70,7 +106,7 @@ class CheckpointStore:
             store._blobs = {key: BlobCheckpoint(**value) for key, value in doc["blobs"].items()}
             store.horizon = float(doc.get("horizon", 0.0))
         except (ValueError, TypeError, KeyError) as exc:
-            raise CheckpointError(
+            raise CheckpointCorrupt(
                 f"The checkpoint file {path} is corrupt or of an unknown format ({exc}). Refusing to start over "
                 "silently, which would re-send every event. Either restore it from a backup, or move it aside "
                 "and choose where to begin with [source] start (then run again), or run "

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     signal.signal(signal.SIGINT, on_stop)
     signal.signal(signal.SIGTERM, on_stop)
     try:
-        store = CheckpointStore.load(checkpoint_path(cfg))
+        store = CheckpointStore.open_exclusive(checkpoint_path(cfg))
         service = build_service(cfg, stop, store)
     except CheckpointError as exc:
         log.error("%s", exc)

@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from forwarder.checkpoints.store import CheckpointError, CheckpointStore
+from forwarder.checkpoints.store import CheckpointCorrupt, CheckpointError, CheckpointInUse, CheckpointStore
 from forwarder.cli.common import load_or_report
 from forwarder.config.build import checkpoint_path
 
@@ -69,15 +69,25 @@ def _reset(args: argparse.Namespace) -> int:
         if input(f"Forget checkpoints of {scope} in {path}? Those blobs will be sent again. [y/N] ").lower() != "y":
             return 1
     try:
-        store = CheckpointStore.load(path)
-    except CheckpointError:
+        store = CheckpointStore.open_exclusive(path)
+    except CheckpointInUse as exc:
+        print(f"nsg-forwarder: {exc}", file=sys.stderr)
+        return 1
+    except CheckpointCorrupt:
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
         path.rename(aside)
         print(f"Moved the unreadable checkpoint file aside to {aside}; the next run starts from [source] start.")
         return 0
+    except CheckpointError as exc:
+        print(f"nsg-forwarder: {exc}", file=sys.stderr)
+        return 1
     keys = [k for k, _ in store.items() if k.startswith(args.prefix)]
     for k in keys:
         store.remove(k)
-    store.save(force=True)
+    try:
+        store.save(force=True)
+    except CheckpointError as exc:
+        print(f"nsg-forwarder: {exc}", file=sys.stderr)
+        return 1
     print(f"Forgot {len(keys)} checkpoints in {path}.")
     return 0

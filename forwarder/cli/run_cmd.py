@@ -96,7 +96,7 @@ def run(args: argparse.Namespace) -> int:
     abort = threading.Event()
     grace = float(cfg.get("service", {}).get("shutdown_grace", 10))
     try:
-        store = CheckpointStore.load(checkpoint_path(cfg))
+        store = CheckpointStore.open_exclusive(checkpoint_path(cfg))
         service = build_service(cfg, stop, store, abort=abort)
     except CheckpointError as exc:
         log.error("%s", exc)
