@@ -171,6 +171,7 @@ def test_a_corrupt_checkpoint_file_stops_run_and_reset_moves_it_aside(tmp_path: 
 def test_a_second_process_on_the_same_checkpoint_file_is_refused(tmp_path: Path) -> None:
     write_blob(tmp_path / "logs", BlobSpec(minutes=2, tuples_per_minute=5))
     config = write_config(tmp_path, GOOD.replace('path = "{root}"', 'path = "{root}/logs"').format(root=tmp_path))
+    (tmp_path / ".cp.json.k2j4x0.tmp").write_text('{"torn')  # left by a save that a SIGKILL interrupted
     service = start_forwarder(config)  # polls until stopped, holding cp.json
     try:
         deadline = time.monotonic() + 20
@@ -191,6 +192,7 @@ def test_a_second_process_on_the_same_checkpoint_file_is_refused(tmp_path: Path)
         service.send_signal(signal.SIGTERM)
         assert service.wait(timeout=20) == 0
     assert len((tmp_path / "out.ndjson").read_text().splitlines()) == 10  # nothing sent twice
+    assert not list(tmp_path.glob(".cp.json.*.tmp")), "a crashed save's temporary file is cleaned up"
     assert nsg("checkpoints", "reset", "--config", str(config), "--yes").returncode == 0  # free again
 
 

@@ -82,6 +82,10 @@ class CheckpointStore:
                 f"Another nsg-forwarder process (run, backfill or checkpoints reset) is using the checkpoint file: "
                 f"path={path}. Give every instance its own [checkpoint] path, or stop the other process first."
             ) from None
+        # Temporary files of saves a crash interrupted (write_atomically's); nobody else can be writing one now.
+        for stale in path.parent.glob(f".{path.name}.*.tmp"):
+            with contextlib.suppress(OSError):
+                stale.unlink()
         try:
             store = cls.load(path)
         except BaseException:
