@@ -201,7 +201,7 @@ def test_run_once_exits_non_zero_when_it_cannot_save_the_checkpoints(tmp_path: P
     write_blob(tmp_path / "logs", BlobSpec(minutes=2, tuples_per_minute=3))
     # A name that can be looked up (no file yet) but whose temporary sibling is too long to create:
     # a save that fails even for root, as on a full or read-only disk.
-    checkpoints = tmp_path / "state" / ("c" * 245 + ".json")
+    checkpoints = tmp_path / "state" / ("c" * 240 + ".json")  # its lock file name fits, a temporary name not
     config = directory_config(tmp_path)
     config.write_text(config.read_text().replace(str(tmp_path / "state" / "checkpoints.json"), str(checkpoints)))
     proc = start_forwarder(config, "--once")
