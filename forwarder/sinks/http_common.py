@@ -16,12 +16,13 @@ import re
 import ssl
 import threading
 import time
+import urllib.request
 import zlib
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import orjson
 import urllib3
@@ -71,6 +72,7 @@ COMMON_KEYS = frozenset(
         "batch_max_events",
         "batch_max_bytes",
         "max_in_flight",
+        "proxy",
     }
 )
 
@@ -93,6 +95,7 @@ class HttpSettings:
     batch_max_bytes: int
     max_in_flight: int = 2
     query: str = ""  # generic HTTP only: kept out of every message, it may hold a credential
+    proxy: str = ""  # http(s)://[user:password@]host:port of a CONNECT proxy; "" for a direct connection
 
     @property
     def base_path(self) -> str:
@@ -214,6 +217,7 @@ def settings_from(
     if (ca or cert) and parts.scheme != "https":
         raise SinkConfigError(f"sink {name}: tls_* files are set but url is not https")
     return HttpSettings(
+        proxy=_proxy(cfg, name, parts),
         url=urlunsplit((parts.scheme, parts.netloc, parts.path.rstrip("/"), "", "")),
         timeout=get_number(cfg, "timeout", name, timeout),
         tls_verify=get_bool(cfg, "tls_verify", name, True),
@@ -227,6 +231,31 @@ def settings_from(
         max_in_flight=get_int(cfg, "max_in_flight", name, 2, minimum=1, maximum=64),
         query=parts.query,
     )
+
+
+_LOOPBACK = ("localhost", "127.0.0.1", "::1")
+
+
+def _proxy(cfg: Mapping[str, Any], name: str, target: SplitResult) -> str:
+    """The proxy for an https endpoint: the ``proxy`` key, else HTTPS_PROXY unless NO_PROXY lists the host
+    (loopback is always direct). Plain-http endpoints are always reached directly."""
+    proxy = get_str(cfg, "proxy", name)
+    if proxy is None:
+        host = target.hostname or ""
+        if target.scheme != "https" or host in _LOOPBACK or urllib.request.proxy_bypass(host):
+            return ""
+        proxy = urllib.request.getproxies().get("https", "")
+        where = "HTTPS_PROXY"
+    else:
+        where = "proxy"
+    if not proxy:
+        return ""
+    parts = urlsplit(proxy if "://" in proxy else f"http://{proxy}")
+    if parts.scheme not in ("http", "https") or not parts.hostname or parts.path not in ("", "/") or parts.query:
+        raise SinkConfigError(f"sink {name}: {where} must be http://[user:password@]host:port, got {safe_url(proxy)!r}")
+    if target.scheme != "https":
+        raise SinkConfigError(f"sink {name}: proxy tunnels https only; url is {target.scheme}://")
+    return urlunsplit((parts.scheme, parts.netloc, "", "", ""))
 
 
 def safe_url(url: str) -> str:
@@ -264,6 +293,9 @@ class Redactor:
     def __init__(self, secrets: Iterable[str | None]):
         # Longest first so a secret that contains another is removed whole.
         self._secrets = sorted({s for s in secrets if s and len(s) >= 4}, key=len, reverse=True)
+
+    def adding(self, *secrets: str | None) -> Redactor:
+        return Redactor([*self._secrets, *secrets])
 
     def __call__(self, text: str) -> str:
         for s in self._secrets:
@@ -305,8 +337,15 @@ class HttpClient:
         self.sink = sink
         self.redact = redact
         self._pool: urllib3.HTTPConnectionPool | None = None
+        self._proxy_manager: urllib3.ProxyManager | None = None
         self._base = settings.base_path
         self._where = safe_url(settings.url)
+        proxy = urlsplit(settings.proxy) if settings.proxy else None
+        self._proxy_auth = (
+            f"{unquote(proxy.username)}:{unquote(proxy.password or '')}" if proxy and proxy.username else None
+        )
+        if proxy and proxy.password:
+            self.redact = redact.adding(unquote(proxy.password), proxy.password)
         self.requests = 0
         self.bytes_sent = 0
         self._stats = threading.Lock()
@@ -344,12 +383,23 @@ class HttpClient:
             if s.tls_cert_file:
                 kw["cert_file"] = s.tls_cert_file
                 kw["key_file"] = s.tls_key_file
-        self._pool = urllib3.connection_from_url(s.url, **kw)
+        if s.proxy:
+            # The endpoint's TLS runs inside a CONNECT tunnel: certificates are checked end to end as without one.
+            headers = urllib3.make_headers(proxy_basic_auth=self._proxy_auth) if self._proxy_auth else None
+            kw.pop("headers")
+            self._proxy_manager = urllib3.ProxyManager(safe_url(s.proxy), proxy_headers=headers, **kw)
+            self._pool = self._proxy_manager.connection_from_url(s.url)
+            log.info("Sending through a proxy: sink=%s url=%s proxy=%s", self.sink, self._where, safe_url(s.proxy))
+        else:
+            self._pool = urllib3.connection_from_url(s.url, **kw)
 
     def close(self) -> None:
         if self._pool is not None:
             self._pool.close()
             self._pool = None
+        if self._proxy_manager is not None:
+            self._proxy_manager.clear()
+            self._proxy_manager = None
 
     def reopen(self) -> None:
         self.close()
@@ -401,6 +451,11 @@ class HttpClient:
                 ) from None
             raise TransientError(f"{what}: TLS error talking to {self._where}: {self.redact(text)}") from None
         except urllib3.exceptions.HTTPError as exc:
+            if isinstance(exc, urllib3.exceptions.ProxyError) and " 407 " in f" {exc} ":
+                raise SinkFatal(
+                    f"sink {self.sink}: the proxy {safe_url(self.settings.proxy)} refused the credentials (HTTP 407): "
+                    "check the user and password in proxy"
+                ) from None
             raise TransientError(f"{what}: {_transport_reason(exc)} ({self._where})") from None
         except OSError as exc:
             raise TransientError(f"{what}: {exc.__class__.__name__}: {exc.strerror or exc} ({self._where})") from None
