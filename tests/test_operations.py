@@ -111,7 +111,10 @@ def test_metrics_agree_with_what_the_sink_received_and_health_endpoints_answer(t
         assert scrape(port, "/nope")[0] == 404
     finally:
         proc.send_signal(signal.SIGTERM)
-        assert proc.wait(timeout=15) == 0
+        _, err = proc.communicate(timeout=15)
+    assert proc.returncode == 0, err.decode()
+    # The log says that work is going on, not only that the service started and stopped.
+    assert "Forwarding: events=28 new_events=28 polls=" in err.decode()
 
 
 def test_a_metrics_port_in_use_stops_the_service_with_the_key_and_no_traceback(tmp_path: Path) -> None:

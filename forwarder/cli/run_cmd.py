@@ -28,6 +28,7 @@ from forwarder.sinks.retry import RetryPolicy
 from forwarder.sources.base import SourceError
 
 log = logging.getLogger("forwarder.run")
+PROGRESS_EVERY = 60.0  # seconds between progress lines in the log
 
 
 def register(sub: Any) -> None:
@@ -129,6 +130,8 @@ def run(args: argparse.Namespace) -> int:
     health: HealthServer | None = None
     listen = cfg.get("metrics", {}).get("listen", "")
 
+    progress = {"at": 0.0, "events": 0}
+
     def on_poll(svc: Service) -> None:
         if not signals.get("ready"):
             signals["ready"] = 1
@@ -136,6 +139,18 @@ def run(args: argparse.Namespace) -> int:
         s = svc.stats
         lag = f"{time.time() - s.newest_flow_ms / 1000:.0f}s" if s.newest_flow_ms else "-"
         notifier.status(f"Forwarding: polls={s.polls} events={s.events_delivered} lag={lag}")
+        # A line in the log now and then, so that a container's or terminal's log shows the work going on.
+        now = time.monotonic()
+        if s.events_delivered != progress["events"] and (not progress["at"] or now - progress["at"] >= PROGRESS_EVERY):
+            log.info(
+                "Forwarding: events=%d new_events=%d polls=%d lag=%s bytes_downloaded=%d",
+                s.events_delivered,
+                s.events_delivered - progress["events"],
+                s.polls,
+                lag,
+                svc.reader.bytes_read,
+            )
+            progress.update(at=now, events=s.events_delivered)
 
     service.on_poll = on_poll
     if notifier.watchdog_interval:
