@@ -7,7 +7,6 @@ so a file that cannot be read stops the service instead of silently starting ove
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import os
 import tempfile
 import threading
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import orjson
+
+from forwarder.exclusive import hold_exclusive
 
 FORMAT_VERSION = 1
 
@@ -68,20 +69,16 @@ class CheckpointStore:
     def open_exclusive(cls, path: Path) -> CheckpointStore:
         """Load the file for a process that will save it, holding it against every other such process:
         two processes saving one file would each overwrite the other's progress."""
-        lock_path = path.with_name(f".{path.name}.lock")
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
+            fd = hold_exclusive(path)
         except OSError as exc:
             raise CheckpointError(f"Cannot use the checkpoint folder: path={path.parent} error={exc.strerror}") from exc
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        if fd is None:
             raise CheckpointInUse(
                 f"Another nsg-forwarder process (run, backfill or checkpoints reset) is using the checkpoint file: "
                 f"path={path}. Give every instance its own [checkpoint] path, or stop the other process first."
-            ) from None
+            )
         # Temporary files of saves a crash interrupted (write_atomically's); nobody else can be writing one now.
         for stale in path.parent.glob(f".{path.name}.*.tmp"):
             with contextlib.suppress(OSError):

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import contextlib
 import errno
-import fcntl
 import gzip
 import hashlib
 import logging
@@ -33,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forwarder.exclusive import hold_exclusive
 from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.file_archive import (
@@ -593,15 +593,11 @@ class FileSink:
     # -- recovery (open) ------------------------------------------------------------------------------
 
     def _take_lock(self) -> None:
-        lock_path = self.directory / f".{self.path.name}.lock"
-        fd = os.open(lock_path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o640)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = hold_exclusive(self.path)
+        if fd is None:
             raise SinkFatal(
                 f"sink {self.name}: another process is writing {self.path}; give every process its own path"
-            ) from None
+            )
         self._lock_fd = fd
 
     def _release_lock(self) -> None:
