@@ -218,16 +218,9 @@ class Normaliser:
     def _nsg_groups(body: dict[str, Any]) -> tuple[list[_Group], list[str]]:
         groups: list[_Group] = []
         problems: list[str] = []
-        for i, rule_flows in enumerate(_array(body["properties"]["flows"], "properties.flows")):
-            where = f"properties.flows[{i}]"
-            if not isinstance(rule_flows, dict):
-                problems.append(f"{where} is {_kind(rule_flows)}, not an object")
-                continue
-            for j, mac_flows in enumerate(_array(rule_flows.get("flows", []), f"{where}.flows", problems)):
-                if not isinstance(mac_flows, dict):
-                    problems.append(f"{where}.flows[{j}] is {_kind(mac_flows)}, not an object")
-                    continue
-                tuples = _array(mac_flows.get("flowTuples", []), f"{where}.flows[{j}].flowTuples", problems)
+        for where, rule_flows in _objects(body["properties"]["flows"], "properties.flows", problems, whole=True):
+            for inner, mac_flows in _objects(rule_flows.get("flows", []), f"{where}.flows", problems):
+                tuples = _array(mac_flows.get("flowTuples", []), f"{inner}.flowTuples", problems)
                 groups.append((rule_flows.get("rule"), mac_flows.get("mac"), None, tuples))
         return groups, problems
 
@@ -238,18 +231,22 @@ class Normaliser:
         flow_records = body["flowRecords"]
         if not isinstance(flow_records, dict):
             raise BadStructure(f"flowRecords is {_kind(flow_records)}, not an object")
-        for i, acl in enumerate(_array(flow_records.get("flows", []), "flowRecords.flows", problems)):
-            where = f"flowRecords.flows[{i}]"
-            if not isinstance(acl, dict):
-                problems.append(f"{where} is {_kind(acl)}, not an object")
-                continue
-            for j, group in enumerate(_array(acl.get("flowGroups", []), f"{where}.flowGroups", problems)):
-                if not isinstance(group, dict):
-                    problems.append(f"{where}.flowGroups[{j}] is {_kind(group)}, not an object")
-                    continue
-                tuples = _array(group.get("flowTuples", []), f"{where}.flowGroups[{j}].flowTuples", problems)
+        for where, acl in _objects(flow_records.get("flows", []), "flowRecords.flows", problems, whole=True):
+            for inner, group in _objects(acl.get("flowGroups", []), f"{where}.flowGroups", problems):
+                tuples = _array(group.get("flowTuples", []), f"{inner}.flowTuples", problems)
                 groups.append((group.get("rule"), None, acl.get("aclID"), tuples))
         return groups, problems
+
+
+def _objects(value: Any, where: str, problems: list[str], whole: bool = False) -> Iterator[tuple[str, dict[str, Any]]]:
+    """(path, object) for each object of a JSON array of the record; other items are problems. ``whole``: the
+    record's own list of groups, which if it is not an array leaves nothing of the record to read (an error)."""
+    for i, item in enumerate(_array(value, where, None if whole else problems)):
+        path = f"{where}[{i}]"
+        if isinstance(item, dict):
+            yield path, item
+        else:
+            problems.append(f"{path} is {_kind(item)}, not an object")
 
 
 # One rule group: rule, NIC MAC (NSG), ACL id (VNet), its tuples. Values as written: checked where used.
