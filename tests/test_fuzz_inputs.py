@@ -47,6 +47,7 @@ from tests.support.fuzz import (
     with_bom,
     write_case,
 )
+from tests.support.process import directory_config
 
 SEED = 20261125
 CASES = list(iter_cases(SEED))
@@ -247,22 +248,7 @@ def test_run_once_over_a_folder_of_damaged_blobs_delivers_every_good_event(tmp_p
         tail_ok = blob.cut is None and blob.tail == TAIL and not blob.tail_damaged
         if not blob.head_damaged:
             want |= expected_ids(blob, key, whole=tail_ok)
-    config = tmp_path / "forwarder.toml"
-    config.write_text(
-        f"""
-[source]
-type = "directory"
-path = "{root}"
-
-[checkpoint]
-path = "{tmp_path / "state" / "checkpoints.json"}"
-
-[[sink]]
-type = "file"
-format = "ecs"
-path = "{tmp_path / "out" / "flows.ndjson"}"
-"""
-    )
+    config = directory_config(tmp_path, logs=root)
     proc = subprocess.run(
         [sys.executable, "-m", "forwarder", "run", "--config", str(config), "--once"],
         capture_output=True,

@@ -13,29 +13,7 @@ from pathlib import Path
 from forwarder.samples.generator import BlobSpec, write_blob
 from tests.support.events import validate_lines
 from tests.support.net import free_port
-from tests.support.process import kill9, start_forwarder
-
-
-def directory_config(tmp: Path, extra: str = "", poll: float = 0.2) -> Path:
-    path = tmp / "forwarder.toml"
-    path.write_text(
-        f"""
-[source]
-type = "directory"
-path = "{tmp / "logs"}"
-poll_interval = {poll}
-
-[checkpoint]
-path = "{tmp / "state" / "checkpoints.json"}"
-
-[[sink]]
-type = "file"
-format = "ecs"
-path = "{tmp / "out" / "flows.ndjson"}"
-{extra}
-"""
-    )
-    return path
+from tests.support.process import directory_config, kill9, start_forwarder
 
 
 def test_sd_notify_ready_status_watchdog_and_stopping(tmp_path: Path) -> None:

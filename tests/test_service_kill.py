@@ -14,29 +14,13 @@ from forwarder.flowlog.stream import FileConverter
 from forwarder.samples.generator import BlobSpec
 from tests.support.events import validate_lines
 from tests.support.local_writer import LocalWriter
-from tests.support.process import kill9, read_ids, start_forwarder
+from tests.support.process import directory_config, kill9, read_ids, start_forwarder
 
 
 def test_sigkill_at_random_moments_loses_nothing(tmp_path: Path) -> None:
     root = tmp_path / "flowlogs"
     out = tmp_path / "out" / "flows.ndjson"
-    config = tmp_path / "forwarder.toml"
-    config.write_text(
-        f"""
-[source]
-type = "directory"
-path = "{root}"
-poll_interval = 0.1
-
-[checkpoint]
-path = "{tmp_path / "state" / "checkpoints.json"}"
-
-[[sink]]
-type = "file"
-format = "ecs"
-path = "{out}"
-"""
-    )
+    config = directory_config(tmp_path, poll=0.1, logs=root)
     tuples_per_minute = 40
     writers = [
         LocalWriter(root, BlobSpec(name="WEB-NSG", mac="000D3A000001", tuples_per_minute=tuples_per_minute)),

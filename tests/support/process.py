@@ -35,3 +35,27 @@ def read_ids(path: Path) -> list[str]:
             if line.strip():
                 ids.append(json.loads(line)["event"]["id"])
     return ids
+
+
+def directory_config(tmp: Path, extra: str = "", poll: float = 0.2, logs: Path | None = None) -> Path:
+    """tmp/forwarder.toml: a directory source (``logs``, default tmp/logs) into one ECS file sink,
+    tmp/out/flows.ndjson, with checkpoints in tmp/state; ``extra`` is appended as TOML."""
+    path = tmp / "forwarder.toml"
+    path.write_text(
+        f"""
+[source]
+type = "directory"
+path = "{logs or tmp / "logs"}"
+poll_interval = {poll}
+
+[checkpoint]
+path = "{tmp / "state" / "checkpoints.json"}"
+
+[[sink]]
+type = "file"
+format = "ecs"
+path = "{tmp / "out" / "flows.ndjson"}"
+{extra}
+"""
+    )
+    return path
