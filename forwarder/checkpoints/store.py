@@ -31,10 +31,6 @@ class CheckpointCorrupt(CheckpointError):
     """The file exists but is not a checkpoint file this version can read."""
 
 
-class CheckpointInUse(CheckpointError):
-    """Another process holds the file (see CheckpointStore.open_exclusive)."""
-
-
 class CheckpointWriteError(CheckpointError):
     """The checkpoint file could not be written (disk full, folder gone, permissions); nothing was lost:
     the positions stay in memory and the next save tries again."""
@@ -75,7 +71,7 @@ class CheckpointStore:
         except OSError as exc:
             raise CheckpointError(f"Cannot use the checkpoint folder: path={path.parent} error={exc.strerror}") from exc
         if fd is None:
-            raise CheckpointInUse(
+            raise CheckpointError(
                 f"Another nsg-forwarder process (run, backfill or checkpoints reset) is using the checkpoint file: "
                 f"path={path}. Give every instance its own [checkpoint] path, or stop the other process first."
             )

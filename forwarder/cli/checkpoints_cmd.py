@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from forwarder.checkpoints.store import CheckpointCorrupt, CheckpointError, CheckpointInUse, CheckpointStore
+from forwarder.checkpoints.store import CheckpointCorrupt, CheckpointError, CheckpointStore
 from forwarder.cli.common import load_or_report
 from forwarder.config.build import checkpoint_path
 
@@ -70,15 +70,12 @@ def _reset(args: argparse.Namespace) -> int:
             return 1
     try:
         store = CheckpointStore.open_exclusive(path)
-    except CheckpointInUse as exc:
-        print(f"nsg-forwarder: {exc}", file=sys.stderr)
-        return 1
     except CheckpointCorrupt:
         aside = path.with_name(f"{path.name}.corrupt-{time.strftime('%Y%m%dT%H%M%SZ', time.gmtime())}")
         path.rename(aside)
         print(f"Moved the unreadable checkpoint file aside to {aside}; the next run starts from [source] start.")
         return 0
-    except CheckpointError as exc:
+    except CheckpointError as exc:  # in use by another process, or unreadable
         print(f"nsg-forwarder: {exc}", file=sys.stderr)
         return 1
     keys = [k for k, _ in store.items() if k.startswith(args.prefix)]
