@@ -6,6 +6,8 @@ import logging
 from collections import Counter
 from dataclasses import dataclass, field
 
+from forwarder.flowlog.model import utf8_safe
+
 log = logging.getLogger("forwarder.parse")
 
 _MAX_TEXT = 160
@@ -34,10 +36,7 @@ class ParseIssue:
 
 
 def excerpt(text: str | bytes) -> str:
-    if isinstance(text, bytes):
-        text = text.decode("utf-8", "replace")
-    elif not text.isascii():
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    text = text.decode("utf-8", "replace") if isinstance(text, bytes) else utf8_safe(text)
     return text if len(text) <= _MAX_TEXT else text[:_MAX_TEXT] + "..."
 
 

@@ -55,3 +55,17 @@ class FlowEvent(NamedTuple):
     bytes_s2d: int | None
     packets_d2s: int | None
     bytes_d2s: int | None
+
+
+def utf8_safe(s: str) -> str:
+    """``s`` with every lone surrogate as U+FFFD, so that any encoder takes it.
+
+    Bytes that were not UTF-8 reach the model as lone surrogates (surrogateescape keeps byte offsets
+    exact); a JSON escape such as "\\ud800" gives one that no byte stands behind.
+    """
+    if s.isascii():
+        return s
+    try:
+        return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
+    except UnicodeEncodeError:
+        return s.encode("utf-8", "surrogatepass").decode("utf-8", "replace")

@@ -14,7 +14,7 @@ from typing import Any
 
 from forwarder.flowlog.bigrecord import TupleSpan
 from forwarder.flowlog.issues import IssueLog, ParseIssue, excerpt
-from forwarder.flowlog.model import FlowContext, FlowEvent, LogKind
+from forwarder.flowlog.model import FlowContext, FlowEvent, LogKind, utf8_safe
 from forwarder.flowlog.records import Record
 
 NSG_VERSIONS = (1, 2)
@@ -75,14 +75,7 @@ def text(value: Any) -> str:
     byte offsets stay exact) become U+FFFD here, once per record, instead of failing a JSON encoder."""
     if value is None:
         return ""
-    s = value if isinstance(value, str) else str(value)
-    if s.isascii():
-        return s
-    try:
-        return s.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    except UnicodeEncodeError:
-        # A lone surrogate written as a JSON escape ("\ud800"): not a byte that was not UTF-8, still unencodable.
-        return s.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+    return utf8_safe(value if isinstance(value, str) else str(value))
 
 
 # What a bad record or tuple is shown as in a message: bounded in size and depth, whatever the input.
@@ -91,7 +84,7 @@ _REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring, _REPR.maxother = 
 
 
 def shown(value: Any) -> str:
-    return excerpt(text(value if isinstance(value, str) else _REPR.repr(value)))
+    return excerpt(value if isinstance(value, str) else _REPR.repr(value))
 
 
 class UnknownRecord(ValueError):

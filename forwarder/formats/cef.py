@@ -40,7 +40,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from forwarder.flowlog.community_id import community_id
-from forwarder.flowlog.model import FlowContext, FlowEvent
+from forwarder.flowlog.model import FlowContext, FlowEvent, utf8_safe
 from forwarder.formats.common import (
     CACHE_MAX,
     FLOW_STATES,
@@ -63,7 +63,7 @@ _PROTO = [IANA_KEYWORDS.get(n, str(n)) for n in range(256)]
 
 def escape_header(value: str) -> str:
     """A header field: backslash and pipe escaped; CR/LF, which the spec does not allow there, become spaces."""
-    value = _sanitise(value)
+    value = utf8_safe(value)
     return value.replace("\\", "\\\\").replace("|", "\\|").replace("\r\n", " ").replace("\r", " ").replace("\n", " ")
 
 
@@ -74,18 +74,8 @@ STRING_MAX = 1023
 
 def escape_value(value: str) -> str:
     """An extension value: backslash, equals sign, newline and carriage return escaped."""
-    value = _sanitise(value)
+    value = utf8_safe(value)
     return value.replace("\\", "\\\\").replace("=", "\\=").replace("\n", "\\n").replace("\r", "\\r")
-
-
-def _sanitise(value: str) -> str:
-    # Bytes that were not UTF-8 reach us as lone surrogates (surrogateescape); they cannot be encoded.
-    if value.isascii():
-        return value
-    try:
-        return value.encode("utf-8", "surrogateescape").decode("utf-8", "replace")
-    except UnicodeEncodeError:  # a surrogate that did not come from a byte (a JSON \ud800 escape)
-        return value.encode("utf-8", "replace").decode("utf-8")
 
 
 class _Pieces:
