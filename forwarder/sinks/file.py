@@ -32,6 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from forwarder.config import units
 from forwarder.exclusive import hold_exclusive
 from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
@@ -64,10 +65,6 @@ MAX_PENDING = 2
 KEYS = frozenset(
     {"type", "format", "name", "path", "rotate_bytes", "rotate_interval", "gzip", "gzip_level", "manifest", "mode"}
 )
-_SIZE = re.compile(r"^\s*(\d+)\s*([kmgt]i?b?|b)?\s*$", re.IGNORECASE)
-_SIZE_UNITS = {"": 1, "b": 1, "k": 1000, "kb": 1000, "m": 1000**2, "mb": 1000**2, "g": 1000**3, "gb": 1000**3,
-               "t": 1000**4, "tb": 1000**4, "ki": 1024, "kib": 1024, "mi": 1024**2, "mib": 1024**2,
-               "gi": 1024**3, "gib": 1024**3, "ti": 1024**4, "tib": 1024**4}  # fmt: skip
 _INTERVAL = re.compile(r"^\s*(\d+)\s*([smhd]?)\s*$", re.IGNORECASE)
 _INTERVAL_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600, "d": 86400}
 _NO_SPACE = (errno.ENOSPC, errno.EDQUOT)
@@ -107,17 +104,10 @@ class FileSinkConfig:
 
 
 def parse_size(value: Any, key: str) -> int:
-    if isinstance(value, bool):
-        raise FileSinkConfigError(f'{key}: expected a byte count like 104857600 or "100MiB", got {value!r}')
-    if isinstance(value, int):
-        n = value
-    elif isinstance(value, str) and (m := _SIZE.match(value)):
-        n = int(m[1]) * _SIZE_UNITS[(m[2] or "").lower()]
-    else:
-        raise FileSinkConfigError(f'{key}: expected a byte count like 104857600 or "100MiB", got {value!r}')
-    if n < 0:
-        raise FileSinkConfigError(f"{key}: must not be negative, got {value!r}")
-    return n
+    try:
+        return units.parse_size(value, key)
+    except ValueError as exc:
+        raise FileSinkConfigError(str(exc)) from exc
 
 
 def parse_interval(value: Any, key: str) -> int:
