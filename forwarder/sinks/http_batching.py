@@ -179,6 +179,20 @@ class HttpBatchSink(ABC):
         self._lock = threading.Lock()
         self._in_flight = InFlight(settings.max_in_flight, name)
 
+    # -- what the pipeline's lane reads to cut batches: one send() is about one request ---------
+
+    @property
+    def batch_max_events(self) -> int:
+        return self.settings.batch_max_events
+
+    @property
+    def batch_max_bytes(self) -> int:
+        return self.settings.batch_max_bytes
+
+    @property
+    def max_in_flight(self) -> int:
+        return self.settings.max_in_flight
+
     # -- Sink protocol -------------------------------------------------------------------------
 
     def open(self) -> None:

@@ -93,7 +93,7 @@ class HttpSettings:
     gzip_level: int
     batch_max_events: int
     batch_max_bytes: int
-    max_in_flight: int = 2
+    max_in_flight: int = 4
     query: str = ""  # generic HTTP only: kept out of every message, it may hold a credential
     proxy: str = ""  # http(s)://[user:password@]host:port of a CONNECT proxy; "" for a direct connection
 
@@ -228,7 +228,7 @@ def settings_from(
         gzip_level=get_int(cfg, "gzip_level", name, 1, minimum=1, maximum=9),
         batch_max_events=get_int(cfg, "batch_max_events", name, batch_max_events),
         batch_max_bytes=get_int(cfg, "batch_max_bytes", name, batch_max_bytes, minimum=1024),
-        max_in_flight=get_int(cfg, "max_in_flight", name, 2, minimum=1, maximum=64),
+        max_in_flight=get_int(cfg, "max_in_flight", name, 4, minimum=1, maximum=64),
         query=parts.query,
     )
 
