@@ -124,7 +124,8 @@ def run(args: argparse.Namespace) -> int:
         timer.start()
 
     def on_hup(signum: int, frame: FrameType | None) -> None:
-        service.reopen_requested.set()
+        log.info("Reopening output files (SIGHUP)")
+        service.reopen()
 
     notifier = Notifier()
     health: HealthServer | None = None
@@ -138,17 +139,22 @@ def run(args: argparse.Namespace) -> int:
             notifier.ready(f"Forwarding from {svc.source.identity}")
         s = svc.stats
         lag = f"{time.time() - s.newest_flow_ms / 1000:.0f}s" if s.newest_flow_ms else "-"
-        notifier.status(f"Forwarding: polls={s.polls} events={s.events_delivered} lag={lag}")
+        behind = f" FALLING BEHIND: polls take {s.last_poll_seconds:.0f}s" if svc.behind else ""
+        notifier.status(f"Forwarding: polls={s.polls} events={s.events_delivered} lag={lag}{behind}")
         # A line in the log now and then, so that a container's or terminal's log shows the work going on.
         now = time.monotonic()
         if s.events_delivered != progress["events"] and (not progress["at"] or now - progress["at"] >= PROGRESS_EVERY):
             log.info(
-                "Forwarding: events=%d new_events=%d polls=%d lag=%s bytes_downloaded=%d",
+                "Forwarding: events=%d new_events=%d polls=%d poll_s=%.1f blobs_last_poll=%d lag=%s "
+                "bytes_downloaded=%d%s",
                 s.events_delivered,
                 s.events_delivered - progress["events"],
                 s.polls,
+                s.last_poll_seconds,
+                s.last_poll_blobs,
                 lag,
                 svc.reader.bytes_read,
+                " falling_behind=yes advice='raise [reader] concurrency or add shards'" if svc.behind else "",
             )
             progress.update(at=now, events=s.events_delivered)
 
@@ -196,7 +202,7 @@ def run(args: argparse.Namespace) -> int:
         abort.set()
         if health:
             health.stop()
-        service.delivery.close()
+        service.close()
         service.source.close()
     s = service.stats
     log.info(

@@ -10,9 +10,10 @@ from pathlib import Path
 from typing import Any
 
 from forwarder.checkpoints.store import CheckpointStore
+from forwarder.config.units import parse_size
 from forwarder.flowlog.issues import IssueLog
 from forwarder.pipeline.delivery import Delivery
-from forwarder.pipeline.service import Service
+from forwarder.pipeline.service import DEFAULT_CONCURRENCY, DEFAULT_MAX_BYTES_IN_FLIGHT, Service
 from forwarder.pipeline.shard import Shard
 from forwarder.sinks.base import Sink
 from forwarder.sinks.deadletter import DeadLetter
@@ -97,13 +98,19 @@ def build_service(
     dead_letter = DeadLetter(dl_path)
     delivery = Delivery(build_sinks(cfg, dead_letter, retry), dead_letter)
     retry.on_retry = delivery.count_retry
+    reader = cfg.get("reader", {})
     return Service(
         source,
         store,
         delivery,
         start=str(cfg["source"].get("start", "earliest")),
         poll_interval=float(cfg["source"].get("poll_interval", 30)),
-        chunk_bytes=int(cfg.get("reader", {}).get("chunk_bytes", 1 << 20)),
+        chunk_bytes=int(reader.get("chunk_bytes", 1 << 20)),
+        concurrency=int(reader.get("concurrency", DEFAULT_CONCURRENCY)),
+        max_bytes_in_flight=parse_size(
+            reader.get("max_bytes_in_flight", DEFAULT_MAX_BYTES_IN_FLIGHT), "reader.max_bytes_in_flight"
+        ),
+        abort=abort,
         checkpoint_interval=float(cfg.get("checkpoint", {}).get("interval", 0.0)),
         retain_days=float(cfg.get("checkpoint", {}).get("retain_days", 14)),
         stop=stop,

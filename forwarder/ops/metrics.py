@@ -48,12 +48,33 @@ class ServiceCollector(Collector):
             skipped.add_metric([reason], n)
         yield skipped
         delivered = CounterMetricFamily(P + "events_delivered", "Events confirmed by a sink.", labels=["sink"])
-        batches = CounterMetricFamily(P + "batches_delivered", "Chunks confirmed by a sink.", labels=["sink"])
-        for name, c in svc.delivery.counters.items():
+        batches = CounterMetricFamily(P + "batches_delivered", "Batches confirmed by a sink.", labels=["sink"])
+        queued = GaugeMetricFamily(P + "sink_queue_events", "Events formatted and waiting for a sink.", labels=["sink"])
+        in_flight = GaugeMetricFamily(P + "sink_batches_in_flight", "Batches being sent to a sink.", labels=["sink"])
+        batch_size = GaugeMetricFamily(
+            P + "sink_batch_events", "Events in the last batch a sink confirmed.", labels=["sink"]
+        )
+        for name, c in svc.delivery.stats.items():
             delivered.add_metric([name], c.events)
             batches.add_metric([name], c.batches)
+            queued.add_metric([name], c.queued_events)
+            in_flight.add_metric([name], c.in_flight)
+            batch_size.add_metric([name], c.last_batch_events)
         yield delivered
         yield batches
+        yield queued
+        yield in_flight
+        yield batch_size
+        yield GaugeMetricFamily(P + "blobs_reading", "Blobs being read now.", value=s.reading)
+        yield GaugeMetricFamily(
+            P + "blobs_in_flight", "Blobs with chunks read but not yet confirmed.", value=svc.tracker.blobs_in_flight
+        )
+        yield GaugeMetricFamily(
+            P + "bytes_in_flight", "Bytes held by the pipeline (read, formatted, unconfirmed).", value=svc.budget.used
+        )
+        yield GaugeMetricFamily(
+            P + "poll_seconds", "How long the last poll took (over 60 s: falling behind).", value=s.last_poll_seconds
+        )
         dead = CounterMetricFamily(P + "events_dead_lettered", "Events a sink rejected for good.", labels=["sink"])
         for name, n in svc.delivery.dead_lettered().items():
             dead.add_metric([name], n)
@@ -146,4 +167,9 @@ class HealthServer:
         down = [name for name, ok in svc.delivery.healthy.items() if not ok]
         if down:
             return False, "sinks failing: " + ", ".join(down)
+        if svc.behind:
+            return False, (
+                f"falling behind: a poll takes {svc.behind + 60:.0f}s, more than the minute between Azure's commits; "
+                "raise [reader] concurrency or add shards"
+            )
         return True, "ok"

@@ -1,48 +1,93 @@
-"""Fan one chunk of events out to every sink and return only when all of them confirmed it."""
+"""The sinks' side of the pipeline: format each chunk once per format, hand it to every sink's lane,
+and keep what the metrics and health checks read (per-sink counters, retries, health).
+
+Formatters keep caches and are not shared between threads: each reader thread gets its own.
+"""
 
 from __future__ import annotations
 
+import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
+from collections.abc import Sequence
 
 from forwarder.flowlog.model import FlowEvent
 from forwarder.formats import formatter
 from forwarder.formats.base import Formatter
-from forwarder.sinks.base import Batch, Sink
+from forwarder.pipeline.acks import AckTracker, Ticket
+from forwarder.pipeline.lane import LaneStats, Piece, SinkLane
+from forwarder.sinks.base import Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 
+# Batching of sinks that do not say their own limits (files, syslog): big enough that an fsync or a
+# write covers many NICs, small enough to bound what one batch holds.
+DEFAULT_BATCH_EVENTS = 10_000
+DEFAULT_BATCH_BYTES = 8 << 20
+DEFAULT_LINGER = 1.0
 
-@dataclass
-class SinkCounters:
-    events: int = 0
-    batches: int = 0
-    seconds: float = 0.0
 
-
-@dataclass
 class Delivery:
-    """Formats each chunk once per distinct format and sends it to all sinks in parallel.
+    """Every sink behind its own lane; a chunk counts as delivered once every lane confirmed it."""
 
-    A chunk counts as delivered only when every sink's ``send`` returned; a slow or down sink
-    therefore holds back the checkpoint (and, through it, reading) for all of them. That is the
-    price of at-least-once with one checkpoint per blob, and it is what keeps an outage from
-    becoming loss.
-    """
-
-    sinks: list[Sink]
-    dead_letter: DeadLetter | None = None
-    counters: dict[str, SinkCounters] = field(default_factory=dict)
-    retries: Counter[str] = field(default_factory=Counter)  # bumped by RetryPolicy.on_retry
-    healthy: dict[str, bool] = field(default_factory=dict)
-
-    def __post_init__(self) -> None:
-        self._formatters: dict[str, Formatter] = {s.format: formatter(s.format) for s in self.sinks}
-        self._pool = ThreadPoolExecutor(max_workers=max(1, len(self.sinks)), thread_name_prefix="sink")
-        self.counters = {s.name: SinkCounters() for s in self.sinks}
-        self.healthy = {s.name: True for s in self.sinks}
+    def __init__(self, sinks: list[Sink], dead_letter: DeadLetter | None = None, linger: float = DEFAULT_LINGER):
+        self.sinks = sinks
+        self.dead_letter = dead_letter
+        self.linger = linger
+        self.formats = sorted({s.format for s in sinks})
+        self.retries: Counter[str] = Counter()  # bumped by RetryPolicy.on_retry
+        self.healthy: dict[str, bool] = {s.name: True for s in sinks}
         self.last_activity = time.monotonic()
+        self.fatal: SinkFatal | None = None
+        self.halt = threading.Event()  # set when a sink failed for good: the service stops
+        self._local = threading.local()
+        self._lanes: list[SinkLane] = []
+        self._lock = threading.Lock()
+
+    # -- lanes ----------------------------------------------------------------------------------
+
+    def lanes(self, tracker: AckTracker) -> list[SinkLane]:
+        """The sinks' lanes, started on first use."""
+        with self._lock:
+            if not self._lanes:
+                self._lanes = [self._lane(s, tracker) for s in self.sinks]
+            return self._lanes
+
+    def _lane(self, sink: Sink, tracker: AckTracker) -> SinkLane:
+        return SinkLane(
+            sink,
+            tracker,
+            max_events=int(getattr(sink, "batch_max_events", DEFAULT_BATCH_EVENTS)),
+            max_bytes=int(getattr(sink, "batch_max_bytes", DEFAULT_BATCH_BYTES)),
+            linger=float(getattr(sink, "linger", self.linger)),
+            max_in_flight=int(getattr(sink, "max_in_flight", 1)),
+            on_fatal=self._on_fatal,
+            on_result=self._on_result,
+        )
+
+    @property
+    def stats(self) -> dict[str, LaneStats]:
+        return {lane.sink.name: lane.stats for lane in self._lanes} or {s.name: LaneStats() for s in self.sinks}
+
+    # -- the reader threads' side ---------------------------------------------------------------
+
+    def format(self, events: Sequence[FlowEvent]) -> dict[str, list[str]]:
+        """The chunk's lines in every configured format, with this thread's formatters."""
+        mine: dict[str, Formatter] | None = getattr(self._local, "formatters", None)
+        if mine is None:
+            mine = self._local.formatters = {name: formatter(name) for name in self.formats}
+        return {name: f.format_many(events) for name, f in mine.items()}
+
+    def submit(self, events: Sequence[FlowEvent], lines: dict[str, list[str]], ticket: Ticket,
+               tracker: AckTracker) -> None:  # fmt: skip
+        for lane in self.lanes(tracker):
+            fmt_lines = lines[lane.sink.format]
+            lane.put(Piece(events, fmt_lines, sum(map(len, fmt_lines)) + len(fmt_lines), ticket))
+
+    def flush(self) -> None:
+        for lane in self._lanes:
+            lane.flush()
+
+    # -- health and counters --------------------------------------------------------------------
 
     def count_retry(self, sink: str) -> None:
         self.retries[sink] += 1
@@ -53,42 +98,30 @@ class Delivery:
         counts = self.dead_letter.counts if self.dead_letter else {}
         return {s.name: counts.get(s.name, 0) for s in self.sinks}
 
-    def deliver(self, events: list[FlowEvent], source: str, start: int, end: int) -> None:
-        if not events:
-            return
-        lines = {name: f.format_many(events) for name, f in self._formatters.items()}
-        batches = {s.name: Batch(events, lines[s.format], source, start, end) for s in self.sinks}
-        if len(self.sinks) == 1:
-            self._send(self.sinks[0], batches[self.sinks[0].name])
-        else:
-            futures = [self._pool.submit(self._send, s, batches[s.name]) for s in self.sinks]
-            errors = [f.exception() for f in futures]  # waits for all: no sink is left mid-send
-            for exc in errors:
-                if exc is not None:
-                    raise exc
+    def _on_result(self, sink: str, ok: bool) -> None:
+        self.healthy[sink] = ok
+        self.last_activity = time.monotonic()
 
-    def _send(self, sink: Sink, batch: Batch) -> None:
-        began = time.perf_counter()
-        try:
-            sink.send(batch)
-        except BaseException:
-            self.healthy[sink.name] = False
-            raise
-        self.healthy[sink.name] = True
-        c = self.counters[sink.name]
-        c.events += len(batch.events)
-        c.batches += 1
-        c.seconds += time.perf_counter() - began
+    def _on_fatal(self, exc: SinkFatal) -> None:
+        if self.fatal is None:
+            self.fatal = exc
+        self.halt.set()
+
+    # -- lifecycle ------------------------------------------------------------------------------
 
     def open(self) -> None:
         for s in self.sinks:
             s.open()
 
     def reopen(self) -> None:
-        for s in self.sinks:
-            s.reopen()
+        if not self._lanes:  # nothing sent yet: no batch can be in the way
+            for s in self.sinks:
+                s.reopen()
+        for lane in self._lanes:
+            lane.request_reopen()
 
-    def close(self) -> None:
+    def close(self, timeout: float | None = 5.0) -> None:
+        for lane in self._lanes:
+            lane.close(timeout)
         for s in self.sinks:
             s.close()
-        self._pool.shutdown(wait=False, cancel_futures=True)

@@ -9,7 +9,9 @@ committed data stops. Nothing is ever assumed about block sizes: positions come 
 from __future__ import annotations
 
 import logging
-from collections.abc import Iterator
+import threading
+import time
+from collections.abc import Generator, Iterator, Sequence
 from dataclasses import dataclass
 
 from forwarder.checkpoints.store import BlobCheckpoint
@@ -17,6 +19,7 @@ from forwarder.flowlog.issues import IssueLog, ParseIssue
 from forwarder.flowlog.model import FlowEvent
 from forwarder.flowlog.normalise import Normaliser
 from forwarder.flowlog.records import HEAD_RE, TAIL_RE, RecordDecoder
+from forwarder.pipeline.concat import join
 from forwarder.sources.base import BlobRef, BlobSource
 
 log = logging.getLogger("forwarder.reader")
@@ -24,6 +27,8 @@ log = logging.getLogger("forwarder.reader")
 FP = 16  # bytes before the offset kept as a fingerprint of what was already delivered
 FIRST = 40  # '{"time":"2026-11-25T10:00:35.3899262Z"': the first record's exact time identifies the blob
 _PROBE = 256  # enough to hold any head or tail seen in the wild
+VERIFY_START_EVERY = 600.0  # seconds between checks of a blob's first record, where a check costs a request
+_VERIFIED_MAX = 200_000
 
 
 @dataclass(slots=True)
@@ -32,20 +37,46 @@ class Chunk:
 
     key: str
     blob: BlobRef
-    events: list[FlowEvent]
+    parts: list[Sequence[FlowEvent]]  # as the normaliser made them (formatters work part by part)
     start: int
     checkpoint: BlobCheckpoint | None  # None: part of a big record; the offset moves with the record's last part
     bytes_read: int
     complete: bool  # the checkpoint reaches the end of the blob's committed data
 
+    @property
+    def events(self) -> Sequence[FlowEvent]:
+        return join([(p, 0, len(p)) for p in self.parts])
+
+    @property
+    def count(self) -> int:
+        return sum(map(len, self.parts))
+
 
 class BlobReader:
-    def __init__(self, source: BlobSource, issues: IssueLog, chunk_bytes: int = 1 << 20, max_events: int = 10_000):
+    """Reads blobs chunk by chunk; one instance serves every reader thread (each blob is read by one at a time)."""
+
+    def __init__(
+        self,
+        source: BlobSource,
+        issues: IssueLog,
+        chunk_bytes: int = 1 << 20,
+        max_events: int = 10_000,
+        verify_start_every: float | None = None,
+    ):
         self.source = source
         self.issues = issues
         self.chunk_bytes = max(chunk_bytes, 2 * _PROBE)
         self.max_events = max_events  # bounds memory whatever the size of one record
         self.bytes_read = 0
+        # How often a blob's first record is read again to rule out a rewrite from scratch that the
+        # fingerprint alone cannot see. Free for local files (every read); a second request per poll
+        # for storage, so there once per blob per interval, and on the first read after a start.
+        if verify_start_every is None:
+            verify_start_every = 0.0 if getattr(source, "cheap_reads", False) else VERIFY_START_EVERY
+        self.verify_start_every = verify_start_every
+        self._verified: dict[str, float] = {}  # blob key -> monotonic time of the last check
+        self._cut_reported: set[str] = set()
+        self._lock = threading.Lock()
 
     def key(self, blob: BlobRef) -> str:
         return f"{self.source.identity}/{blob.name}"
@@ -55,12 +86,15 @@ class BlobReader:
 
     def _read(self, name: str, start: int, end: int) -> bytes:
         data = self.source.read(name, start, end)
-        self.bytes_read += len(data)
+        with self._lock:
+            self.bytes_read += len(data)
         return data
 
-    def _head(self, blob: BlobRef) -> int | None:
-        """Length of the head block, learned from the blob; None if it does not look like a flow log."""
-        probe = self._read(blob.name, 0, min(blob.size, _PROBE))
+    def _head(self, blob: BlobRef, probe: bytes | None = None) -> int | None:
+        """Length of the head block, learned from the blob (or the first bytes already read of it); None if it
+        does not look like a flow log."""
+        if probe is None:
+            probe = self._read(blob.name, 0, min(blob.size, _PROBE))
         m = HEAD_RE.match(probe)
         if m is None:
             if probe.strip():
@@ -87,7 +121,7 @@ class BlobReader:
         fp = tail_probe[: m.start()][-FP:] if m else tail_probe[-FP:]
         return BlobCheckpoint(offset=max(end, head), etag=blob.etag, size=blob.size, head=head, fingerprint=fp.hex())
 
-    def chunks(self, blob: BlobRef, cp: BlobCheckpoint | None) -> Iterator[Chunk]:
+    def chunks(self, blob: BlobRef, cp: BlobCheckpoint | None) -> Generator[Chunk, None, None]:
         """Yield chunks of new events. The caller stores ``chunk.checkpoint`` only after delivery."""
         key = self.key(blob)
         if cp is not None and cp.head and cp.offset >= cp.head:
@@ -103,21 +137,38 @@ class BlobReader:
         else:
             cp = None
         if cp is None:
-            head = self._head(blob)
-            if head is None:
-                # Remember the etag so the same bad blob is not reported on every poll.
-                yield Chunk(key, blob, [], 0, BlobCheckpoint(offset=0, etag=blob.etag, size=blob.size), 0, True)
-                return
-            start, fingerprint = head, b""
-            cp = BlobCheckpoint(offset=head, head=head)
+            yield from self._read_new(blob, key)
         else:
-            start = cp.offset
-            fingerprint = bytes.fromhex(cp.fingerprint)
-        yield from self._read_from(blob, key, cp, start, fingerprint)
+            yield from self._read_from(blob, key, cp, cp.offset, bytes.fromhex(cp.fingerprint))
+
+    def _read_new(self, blob: BlobRef, key: str) -> Iterator[Chunk]:
+        """A blob read from its start: the head is learned from the first read, which also carries the first data."""
+        first = self._read(blob.name, 0, self._read_end(0, blob.size))
+        head = self._head(blob, first)
+        if head is None:
+            if not first.strip():
+                log.info("Blob is empty; it is read once it has data: blob=%s size=%d", key, blob.size)
+            # Remember the etag so the same bad or empty blob is not reported on every poll.
+            yield Chunk(key, blob, [], 0, BlobCheckpoint(offset=0, etag=blob.etag, size=blob.size), len(first), True)
+            return
+        self._mark_verified(key)
+        yield from self._read_from(blob, key, BlobCheckpoint(offset=head, head=head), head, b"", first[head:])
+
+    def _read_end(self, pos: int, size: int) -> int:
+        # Never leave a sliver smaller than the probe for the last read: the tail must be seen whole.
+        return size if size - pos <= self.chunk_bytes + _PROBE else pos + self.chunk_bytes
 
     def _read_from(
-        self, blob: BlobRef, key: str, cp: BlobCheckpoint, start: int, fingerprint: bytes
+        self,
+        blob: BlobRef,
+        key: str,
+        cp: BlobCheckpoint,
+        start: int,
+        fingerprint: bytes,
+        first_data: bytes | None = None,
     ) -> Iterator[Chunk]:
+        """Chunks from ``start`` (a record boundary: the checkpoint, or the end of the head); ``first_data`` holds
+        the bytes from ``start`` that were already read with the head."""
         normaliser = Normaliser(key, self.issues)
         decoder = RecordDecoder(key, start, self.issues)
         pos = start
@@ -126,13 +177,18 @@ class BlobReader:
         delivered = cp.events
         prev_tail = fingerprint  # the FP bytes just before pos
         while True:
-            # Never leave a sliver smaller than the probe for the last read: the tail must be seen whole.
-            end = size if size - pos <= self.chunk_bytes + _PROBE else pos + self.chunk_bytes
-            lead = len(fingerprint) if first else 0
-            data = self._read(blob.name, pos - lead, end)
-            bytes_read = len(data)
+            if first and first_data is not None:
+                data = first_data
+                end = pos + len(data)
+                lead = 0
+                bytes_read = len(data)
+            else:
+                end = self._read_end(pos, size)
+                lead = len(fingerprint) if first else 0
+                data = self._read(blob.name, pos - lead, end)
+                bytes_read = len(data)
             if first and lead:
-                if data[:lead] != fingerprint or not self._same_start(blob, cp):
+                if data[:lead] != fingerprint or not _at_boundary(data, lead) or not self._same_start(blob, key, cp):
                     log.warning(
                         "Blob bytes before the checkpoint changed, so it was rewritten; reading it again from the "
                         "start: blob=%s old_offset=%d size=%d",
@@ -151,16 +207,20 @@ class BlobReader:
                 if m is not None:
                     data = data[: m.start()]
                     final = True
-            events: list[FlowEvent] = []
+            parts: list[Sequence[FlowEvent]] = []
+            count = 0
             # At the end of a blob without its tail (a file still being copied, a tail not yet written), the
             # records already whole are delivered now, not held back until some later write.
             records = decoder.feed(data, final=final, flush=last and not final)
             for batch in normaliser.records_batches(records, self.max_events):
-                if events and len(events) + len(batch) > self.max_events:
-                    delivered += len(events)
-                    yield Chunk(key, blob, events, cp.offset, None, bytes_read, False)
-                    events, bytes_read = [], 0
-                events.extend(batch)
+                if count and count + len(batch) > self.max_events:
+                    delivered += count
+                    yield Chunk(key, blob, parts, cp.offset, None, bytes_read, False)
+                    parts, count, bytes_read = [], 0, 0
+                parts.append(batch)
+                count += len(batch)
+            if last and not final and decoder.pending:
+                self._report_cut(key, decoder.consumed, size)
             new_offset = decoder.consumed
             if final and decoder.cut_at is not None:
                 # The last record ends cut short. In a file still being written, what looked like the tail
@@ -181,7 +241,7 @@ class BlobReader:
                 tail = self._read(blob.name, max(cp.head, new_offset - FP), new_offset)
             pos += len(data)
             prev_tail = window[-FP:]
-            delivered += len(events)
+            delivered += count
             complete = last and final and decoder.pending == 0
             checkpoint = BlobCheckpoint(
                 offset=new_offset,
@@ -192,14 +252,54 @@ class BlobReader:
                 first=cp.first,
                 events=delivered,
             )
-            yield Chunk(key, blob, events, cp.offset, checkpoint, bytes_read, complete)
+            yield Chunk(key, blob, parts, cp.offset, checkpoint, bytes_read, complete)
             cp = checkpoint
             fingerprint = tail
             if last:
                 return
 
-    def _same_start(self, blob: BlobRef, cp: BlobCheckpoint) -> bool:
+    def _same_start(self, blob: BlobRef, key: str, cp: BlobCheckpoint) -> bool:
+        """Whether the blob still begins with the first record that was delivered (when a check is due)."""
         if not cp.first:
             return True
+        now = time.monotonic()
+        with self._lock:
+            last = self._verified.get(key)
+        if self.verify_start_every and last is not None and now - last < self.verify_start_every:
+            return True
         first = bytes.fromhex(cp.first)
-        return self._read(blob.name, cp.head, cp.head + len(first)) == first
+        same = self._read(blob.name, cp.head, cp.head + len(first)) == first
+        if same:
+            self._mark_verified(key)
+        return same
+
+    def _report_cut(self, key: str, offset: int, size: int) -> None:
+        """Once per blob: its data ends inside a record and without the tail (cut short, or still being copied)."""
+        with self._lock:
+            if key in self._cut_reported:
+                return
+            if len(self._cut_reported) >= _VERIFIED_MAX:
+                self._cut_reported.clear()
+            self._cut_reported.add(key)
+        log.info(
+            "Blob ends inside a record and without its tail (cut short, or still being written); the record is read "
+            "once the rest arrives: blob=%s offset=%d size=%d",
+            key,
+            offset,
+            size,
+        )
+
+    def _mark_verified(self, key: str) -> None:
+        with self._lock:
+            if len(self._verified) >= _VERIFIED_MAX:
+                self._verified.clear()  # bounded: a blob forgotten here is checked once more, nothing else
+            self._verified[key] = time.monotonic()
+
+
+def _at_boundary(data: bytes, at: int) -> bool:
+    """Whether a checkpoint offset still falls between records: what follows it must be a separator, the next
+    record or the tail. A blob rewritten underneath puts the old offset inside a record, almost always."""
+    rest = data[at : at + 64].lstrip(b" \t\r\n")
+    if rest[:1] == b",":
+        rest = rest[1:].lstrip(b" \t\r\n")
+    return rest[:1] in (b"", b"{", b"]")

@@ -20,6 +20,8 @@ from forwarder.sources.start import parse_start
 
 
 class DirectorySource:
+    cheap_reads = True  # a read costs no request: the reader may check more on every poll
+
     def __init__(self, root: Path, account: str = "local", container: str | None = None, start: datetime | None = None):
         self.root = root
         self.start = start  # first run: hours before this are not read (start = <RFC 3339 time>)
