@@ -39,7 +39,8 @@ def checkpoint_path(cfg: Mapping[str, Any]) -> Path:
 def build_source(cfg: Mapping[str, Any], stop: threading.Event | None = None) -> BlobSource:
     module = import_module(SOURCE_MODULES[cfg["source"]["type"]])
     if cfg["source"]["type"] == "azure_blob":
-        azure: BlobSource = module.from_config(cfg["source"], stop=stop)
+        readers = int(cfg.get("reader", {}).get("concurrency", DEFAULT_CONCURRENCY))
+        azure: BlobSource = module.from_config(cfg["source"], stop=stop, readers=readers)
         return azure
     source: BlobSource = module.from_config(cfg["source"])
     return source
