@@ -17,6 +17,7 @@ class Budget:
         self.limit = max(1, limit)
         self.used = 0
         self.peak = 0
+        self.waiting = 0  # readers paused until the sinks confirm what is held
         self._cond = threading.Condition()
 
     def acquire(self, n: int, cancelled: Callable[[], bool] | None = None) -> bool:
@@ -25,7 +26,11 @@ class Budget:
             while self.used and self.used + n > self.limit:
                 if cancelled is not None and cancelled():
                     return False
-                self._cond.wait(0.2)
+                self.waiting += 1
+                try:
+                    self._cond.wait(0.2)
+                finally:
+                    self.waiting -= 1
             self.used += n
             self.peak = max(self.peak, self.used)
             return True

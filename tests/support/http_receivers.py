@@ -255,6 +255,8 @@ class Receiver:
             return self._script.popleft() if self._script else None
 
     def record(self, seen: Seen) -> None:
+        if self.count_only:
+            return  # benchmarks: hundreds of MB of bodies otherwise
         with self.lock:
             self.seen.append(seen)
 
