@@ -20,6 +20,7 @@ from forwarder.flowlog.model import FlowEvent
 from forwarder.flowlog.normalise import Normaliser
 from forwarder.flowlog.records import HEAD_RE, TAIL_RE, RecordDecoder
 from forwarder.pipeline.concat import join
+from forwarder.reduce.aggregate import record_time_ms
 from forwarder.sources.base import BlobRef, BlobSource
 
 log = logging.getLogger("forwarder.reader")
@@ -42,6 +43,8 @@ class Chunk:
     checkpoint: BlobCheckpoint | None  # None: part of a big record; the offset moves with the record's last part
     bytes_read: int
     complete: bool  # the checkpoint reaches the end of the blob's committed data
+    window_ms: int | None = None  # with aggregation: the window (record time) all of the chunk's records are in
+    first_record: int | None = None  # byte offset of the chunk's first record
 
     @property
     def events(self) -> Sequence[FlowEvent]:
@@ -62,11 +65,14 @@ class BlobReader:
         chunk_bytes: int = 1 << 20,
         max_events: int = 10_000,
         verify_start_every: float | None = None,
+        cut_ms: int | None = None,
     ):
         self.source = source
         self.issues = issues
         self.chunk_bytes = max(chunk_bytes, 2 * _PROBE)
         self.max_events = max_events  # bounds memory whatever the size of one record
+        # With aggregation: chunks end where a record starts a new window of this many ms (record time).
+        self.cut_ms = cut_ms
         self.bytes_read = 0
         # How often a blob's first record is read again to rule out a rewrite from scratch that the
         # fingerprint alone cannot see. Free for local files (every read); a second request per poll
@@ -176,6 +182,8 @@ class BlobReader:
         first = True
         delivered = cp.events
         prev_tail = fingerprint  # the FP bytes just before pos
+        window: int | None = None  # the aggregation window of the records in the chunk being built
+        first_record: int | None = None  # byte offset of the chunk's first record
         while True:
             if first and first_data is not None:
                 data = first_data
@@ -209,16 +217,39 @@ class BlobReader:
                     final = True
             parts: list[Sequence[FlowEvent]] = []
             count = 0
+            span = prev_tail + data  # the bytes [span_start, pos + len(data)): fingerprints come from here
+            span_start = pos - len(prev_tail)
+
             # At the end of a blob without its tail (a file still being copied, a tail not yet written), the
             # records already whole are delivered now, not held back until some later write.
-            records = decoder.feed(data, final=final, flush=last and not final)
-            for batch in normaliser.records_batches(records, self.max_events):
-                if count and count + len(batch) > self.max_events:
-                    delivered += count
-                    yield Chunk(key, blob, parts, cp.offset, None, bytes_read, False)
-                    parts, count, bytes_read = [], 0, 0
-                parts.append(batch)
-                count += len(batch)
+            for record in decoder.feed(data, final=final, flush=last and not final):
+                if self.cut_ms:
+                    t = record_time_ms(record.body.get("time"))
+                    w = window if t is None else t - t % self.cut_ms
+                    if w != window and count:
+                        # A new aggregation window starts with this record: the chunk ends here, so that a
+                        # checkpoint never falls inside a window.
+                        if not cp.first and pos == cp.head:
+                            cp.first = data[: min(FIRST, record.offset - cp.head)].hex()
+                        delivered += count
+                        at = self._fingerprint_at(blob, cp.head, span, span_start, record.offset)
+                        cut = BlobCheckpoint(
+                            offset=record.offset, head=cp.head, fingerprint=at.hex(), first=cp.first, events=delivered
+                        )
+                        yield Chunk(key, blob, parts, cp.offset, cut, bytes_read, False, window, first_record)
+                        cp, fingerprint = cut, bytes.fromhex(cut.fingerprint)
+                        parts, count, bytes_read, first_record = [], 0, 0, None
+                    window = w
+                if first_record is None:
+                    first_record = record.offset
+                for batch in normaliser.batches(record, self.max_events):
+                    if count and count + len(batch) > self.max_events:
+                        delivered += count
+                        yield Chunk(key, blob, parts, cp.offset, None, bytes_read, False, window, first_record)
+                        parts, count, bytes_read = [], 0, 0
+                    parts.append(batch)
+                    count += len(batch)
+                del record  # a big record's text is referenced from its body: let it go before the next one
             if last and not final and decoder.pending:
                 self._report_cut(key, decoder.consumed, size)
             new_offset = decoder.consumed
@@ -229,18 +260,13 @@ class BlobReader:
             if not cp.first and pos == cp.head and new_offset > cp.head:
                 # Only bytes of delivered records: a blob seen with head and tail alone has no first record yet.
                 cp.first = data[: min(FIRST, new_offset - cp.head)].hex()
-            window = prev_tail + data
-            window_start = pos - len(prev_tail)
-            if new_offset <= cp.head:
-                tail = b""
-            elif new_offset == cp.offset:
-                tail = fingerprint
-            elif new_offset >= window_start:
-                tail = window[max(0, new_offset - FP - window_start) : new_offset - window_start]
-            else:  # a cut record that began in an earlier read
-                tail = self._read(blob.name, max(cp.head, new_offset - FP), new_offset)
+            tail = (
+                fingerprint
+                if new_offset == cp.offset
+                else self._fingerprint_at(blob, cp.head, span, span_start, new_offset)
+            )
             pos += len(data)
-            prev_tail = window[-FP:]
+            prev_tail = span[-FP:]
             delivered += count
             complete = last and final and decoder.pending == 0
             checkpoint = BlobCheckpoint(
@@ -252,11 +278,20 @@ class BlobReader:
                 first=cp.first,
                 events=delivered,
             )
-            yield Chunk(key, blob, parts, cp.offset, checkpoint, bytes_read, complete)
+            yield Chunk(key, blob, parts, cp.offset, checkpoint, bytes_read, complete, window, first_record)
             cp = checkpoint
             fingerprint = tail
+            first_record = None
             if last:
                 return
+
+    def _fingerprint_at(self, blob: BlobRef, head: int, span: bytes, span_start: int, offset: int) -> bytes:
+        """The FP bytes before ``offset``: from ``span`` (the bytes at hand from ``span_start``), else read."""
+        if offset <= head:
+            return b""
+        if offset >= span_start:
+            return span[max(0, offset - FP - span_start) : offset - span_start]
+        return self._read(blob.name, max(head, offset - FP), offset)  # a record begun in an earlier read
 
     def _same_start(self, blob: BlobRef, key: str, cp: BlobCheckpoint) -> bool:
         """Whether the blob still begins with the first record that was delivered (when a check is due)."""

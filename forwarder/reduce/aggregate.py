@@ -1,0 +1,273 @@
+"""Flow aggregation: one event per key and clock-aligned window, for one blob.
+
+A window holds the records Azure wrote in it (by the record's ``time``): the reader cuts chunks where
+a record starts a new window, so a window's tuples come in whole chunks and a blob's checkpoint only
+ever sits on a window boundary. A replay after a crash therefore starts a window from its first
+record and rebuilds the same aggregates, with the same ids (blob, window, its first record's offset,
+key). Data that arrives after its window was closed (a late commit) forms a new instance of the
+window with its own first record, so nothing is counted twice.
+
+The default key is Traffic Analytics': source and destination address, destination port, protocol,
+direction, decision, rule and NSG / flow log; the source port is not part of it. Counters are summed
+from the C and E tuples' deltas (B tuples carry none); NSG version 1 tuples have no counters, so their
+aggregates count flows only.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from typing import Any
+
+from forwarder.flowlog.model import FlowContext, FlowEvent
+
+KEY_FIELDS = ("src_ip", "dst_ip", "src_port", "dst_port", "protocol", "direction", "decision", "rule",
+              "resource", "mac")  # fmt: skip
+DEFAULT_KEY = ("src_ip", "dst_ip", "dst_port", "protocol", "direction", "decision", "rule", "resource")
+_MINUTE = 60_000
+
+
+class AggregateConfigError(ValueError):
+    """An aggregate table that cannot be used; the message names the key."""
+
+
+@dataclass(frozen=True)
+class AggregateSpec:
+    window_ms: int
+    key: tuple[str, ...] = DEFAULT_KEY
+
+    def window_of(self, ms: int) -> int:
+        return ms - ms % self.window_ms
+
+
+def parse_window(raw: Any, where: str) -> int:
+    """ "10m", "1h", 600 (seconds) -> milliseconds; the window must divide an hour (windows never span two blobs)."""
+    text = str(raw).strip().lower()
+    seconds: float
+    if isinstance(raw, int) and not isinstance(raw, bool):
+        seconds = raw
+    elif text.endswith("m") and text[:-1].isdigit():
+        seconds = int(text[:-1]) * 60
+    elif text.endswith("h") and text[:-1].isdigit():
+        seconds = int(text[:-1]) * 3600
+    elif text.endswith("s") and text[:-1].isdigit():
+        seconds = int(text[:-1])
+    else:
+        raise AggregateConfigError(f'{where}: {raw!r} is not a duration such as "10m", "1h" or 600 (seconds)')
+    if seconds < 60 or 3600 % seconds or seconds % 60:
+        raise AggregateConfigError(
+            f"{where}: {raw!r} must be whole minutes that divide an hour (1m, 2m, 5m, 10m, 15m, 20m, 30m, 1h): "
+            "a window never spans two hourly blobs"
+        )
+    return int(seconds * 1000)
+
+
+def parse_spec(cfg: Mapping[str, Any], where: str) -> AggregateSpec:
+    unknown = sorted(set(cfg) - {"window", "key"})
+    if unknown:
+        raise AggregateConfigError(f"{where}: unknown key {unknown[0]!r} (known: window, key)")
+    if "window" not in cfg:
+        raise AggregateConfigError(f'{where}.window: required, e.g. window = "10m"')
+    window = parse_window(cfg["window"], f"{where}.window")
+    key = cfg.get("key", list(DEFAULT_KEY))
+    if not isinstance(key, list) or not key or not all(isinstance(k, str) for k in key):
+        raise AggregateConfigError(f"{where}.key: expected a list of fields from {', '.join(KEY_FIELDS)}")
+    bad = [k for k in key if k not in KEY_FIELDS]
+    if bad:
+        raise AggregateConfigError(f"{where}.key: {bad[0]!r} is not one of {', '.join(KEY_FIELDS)}")
+    return AggregateSpec(window, tuple(k for k in KEY_FIELDS if k in key))
+
+
+@dataclass(slots=True)
+class Aggregate:
+    """One key's flows in one window of one blob. Carries what sinks read of any event (``event_id``,
+    ``timestamp_ms``, ``allowed``, ``ctx``); fields outside the key are None (or "")."""
+
+    ctx: FlowContext  # the blob's context; record_offset = the window's first record; rule "" unless in the key
+    event_id: str
+    window_start_ms: int
+    window_end_ms: int
+    first_ms: int  # first and last flow time seen
+    last_ms: int
+    src_ip: str | None
+    dst_ip: str | None
+    src_port: int | None
+    dst_port: int | None
+    protocol: int | None
+    inbound: bool | None
+    decision: bool | None  # True allowed, False denied, None: both (decision not in the key)
+    flows: int = 0
+    started: int = 0
+    continuing: int = 0
+    ended: int = 0
+    denied: int = 0
+    packets_s2d: int | None = None
+    bytes_s2d: int | None = None
+    packets_d2s: int | None = None
+    bytes_d2s: int | None = None
+
+    @property
+    def timestamp_ms(self) -> int:
+        return self.first_ms
+
+    @property
+    def allowed(self) -> bool:
+        return self.denied == 0
+
+    @property
+    def state(self) -> str:
+        return ""
+
+
+def _key_of(e: FlowEvent, fields: tuple[str, ...]) -> tuple[Any, ...]:
+    out: list[Any] = []
+    for f in fields:
+        if f == "src_ip":
+            out.append(e.src_ip)
+        elif f == "dst_ip":
+            out.append(e.dst_ip)
+        elif f == "src_port":
+            out.append(e.src_port)
+        elif f == "dst_port":
+            out.append(e.dst_port)
+        elif f == "protocol":
+            out.append(e.protocol)
+        elif f == "direction":
+            out.append(e.inbound)
+        elif f == "decision":
+            out.append(e.allowed)
+        elif f == "rule":
+            out.append(e.ctx.rule)
+        elif f == "resource":
+            out.append(e.ctx.name)
+        else:
+            out.append(e.ctx.mac)
+    return tuple(out)
+
+
+def _add(total: int | None, value: int | None) -> int | None:
+    if value is None:
+        return total
+    return value if total is None else total + value
+
+
+@dataclass
+class WindowAggregator:
+    """The open window of one blob for one sink route: accumulates chunks, hands out aggregates on close."""
+
+    spec: AggregateSpec
+    source: str = ""  # the blob's identity (storage account/container/blob name)
+    window_ms: int | None = None  # start of the open window, None when nothing is open
+    first_offset: int = 0  # byte offset of the window's first record
+    flows: int = 0  # tuples added to the open window
+    _accs: dict[tuple[Any, ...], Aggregate] = field(default_factory=dict)
+
+    def add(self, events: Iterable[FlowEvent], window_ms: int, first_offset: int) -> None:
+        """Add a chunk's (filtered) events; the chunk's records all belong to ``window_ms``."""
+        if self.window_ms is None:
+            self.window_ms = window_ms
+            self.first_offset = first_offset
+        fields = self.spec.key
+        accs = self._accs
+        for e in events:
+            self.flows += 1
+            key = _key_of(e, fields)
+            acc = accs.get(key)
+            if acc is None:
+                acc = accs[key] = self._new(e, key)
+            ts = e.timestamp_ms
+            if ts < acc.first_ms:
+                acc.first_ms = ts
+            if ts > acc.last_ms:
+                acc.last_ms = ts
+            acc.flows += 1
+            state = e.state
+            if state == "B":
+                acc.started += 1
+            elif state == "C":
+                acc.continuing += 1
+            elif state == "E":
+                acc.ended += 1
+            if not e.allowed:
+                acc.denied += 1
+            if state != "B":  # a B tuple's counters are empty; C and E carry deltas since the previous tuple
+                acc.packets_s2d = _add(acc.packets_s2d, e.packets_s2d)
+                acc.bytes_s2d = _add(acc.bytes_s2d, e.bytes_s2d)
+                acc.packets_d2s = _add(acc.packets_d2s, e.packets_d2s)
+                acc.bytes_d2s = _add(acc.bytes_d2s, e.bytes_d2s)
+
+    def _new(self, e: FlowEvent, key: tuple[Any, ...]) -> Aggregate:
+        fields = self.spec.key
+        got = dict(zip(fields, key, strict=True))
+        assert self.window_ms is not None
+        ctx = replace(
+            e.ctx,
+            record_offset=self.first_offset,
+            rule=e.ctx.rule if "rule" in got else "",
+            acl_id=e.ctx.acl_id if "rule" in got else "",
+            id_prefix="",
+        )
+        digest = hashlib.blake2b(
+            f"{self.source}\0{self.window_ms}\0{self.first_offset}\0{key!r}".encode(), digest_size=12
+        ).hexdigest()
+        return Aggregate(
+            ctx=ctx,
+            event_id=f"{digest}-a",
+            window_start_ms=self.window_ms,
+            window_end_ms=self.window_ms + self.spec.window_ms,
+            first_ms=e.timestamp_ms,
+            last_ms=e.timestamp_ms,
+            src_ip=got.get("src_ip"),
+            dst_ip=got.get("dst_ip"),
+            src_port=got.get("src_port"),
+            dst_port=got.get("dst_port"),
+            protocol=got.get("protocol"),
+            inbound=got.get("direction"),
+            decision=got.get("decision"),
+        )
+
+    def close(self) -> list[Aggregate]:
+        """The open window's aggregates, in the order their keys first appeared; the window is closed."""
+        out = list(self._accs.values())
+        self._accs = {}
+        self.window_ms = None
+        self.flows = 0
+        return out
+
+
+def record_time_ms(value: Any) -> int | None:
+    """Epoch ms of a record's "time" ("2026-11-25T10:00:35.3899262Z"), None if it is not such a time."""
+    if not isinstance(value, str) or len(value) < 19 or value[4] != "-" or value[10] not in "T ":
+        return None
+    try:
+        y, mo, d = int(value[0:4]), int(value[5:7]), int(value[8:10])
+        h, mi, s = int(value[11:13]), int(value[14:16]), int(value[17:19])
+    except ValueError:
+        return None
+    if not (1 <= mo <= 12 and 1 <= d <= 31 and h < 24 and mi < 60 and s < 61):
+        return None
+    return (_days(y, mo, d) * 86400 + h * 3600 + mi * 60 + s) * 1000
+
+
+def _days(y: int, m: int, d: int) -> int:
+    """Days since 1970-01-01 (Howard Hinnant's days_from_civil): no datetime object per record."""
+    y -= m <= 2
+    era = (y if y >= 0 else y - 399) // 400
+    yoe = y - era * 400
+    doy = (153 * (m + (-3 if m > 2 else 9)) + 2) // 5 + d - 1
+    doe = yoe * 365 + yoe // 4 - yoe // 100 + doy
+    return era * 146097 + doe - 719468
+
+
+def cut_ms(specs: Sequence[AggregateSpec]) -> int | None:
+    """Where chunks must be cut so that every window of every spec starts on a cut: their gcd."""
+    from math import gcd
+
+    sizes = [s.window_ms // _MINUTE for s in specs]
+    if not sizes:
+        return None
+    g = sizes[0]
+    for n in sizes[1:]:
+        g = gcd(g, n)
+    return g * _MINUTE
