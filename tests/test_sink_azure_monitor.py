@@ -301,6 +301,9 @@ client_secret_file = "{secret_file}"
     ok = subprocess.run([*run, str(good)], capture_output=True, text=True, timeout=60)
     assert ok.returncode == 0, ok.stdout + ok.stderr
     assert "s3cret~Value" not in ok.stdout + ok.stderr
+    assert (
+        f"sink azure_monitor[0]: asim -> https://nsg-dcr-a1b2.westeurope-1.ingest.monitor.azure.com {DCR}/" in ok.stdout
+    )
     failed = subprocess.run([*run, str(bad)], capture_output=True, text=True, timeout=60)
     assert failed.returncode == 2
     assert "sink[0]: unknown key 'dcr_imutable_id'" in failed.stdout + failed.stderr
