@@ -55,7 +55,6 @@ MAX_BODY = 1_048_576  # "Maximum size of API call: 1 MB. Both compressed and unc
 DEFAULT_STREAM = "Custom-NsgFlowAsim"  # the stream deploy/sentinel's DCRs declare
 DEFAULT_BATCH_MAX_EVENTS = 5000  # rows are ~1 KB: the 1 MB limit decides first
 DEFAULT_BATCH_MAX_BYTES = 1_000_000
-DEFAULT_MAX_IN_FLIGHT = 4
 ROLE = "Monitoring Metrics Publisher"
 
 KEYS = (COMMON_KEYS - {"url"}) | {
@@ -269,10 +268,8 @@ def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retr
     stream = get_str(cfg, "stream", name, DEFAULT_STREAM) or DEFAULT_STREAM
     if not stream.startswith(("Custom-", "Microsoft-")):
         raise SinkConfigError(f"sink {name}: stream must be a stream of the DCR (Custom-...), got {stream!r}")
-    table = {k: v for k, v in cfg.items() if k != "endpoint"}
-    table.setdefault("max_in_flight", DEFAULT_MAX_IN_FLIGHT)
     settings = settings_from(
-        {**table, "url": endpoint},
+        {**{k: v for k, v in cfg.items() if k != "endpoint"}, "url": endpoint},
         name,
         batch_max_events=DEFAULT_BATCH_MAX_EVENTS,
         batch_max_bytes=DEFAULT_BATCH_MAX_BYTES,
