@@ -38,6 +38,8 @@ bench: $(STAMP)
 
 schemas: $(STAMP)
 	$(BIN)/python tools/build_config_schema.py
+	$(BIN)/python tools/build_asim_schema.py
+	$(BIN)/python tools/build_sentinel_deploy.py
 
 clean:
 	rm -rf $(VENV) node_modules sample .pytest_cache .mypy_cache .ruff_cache

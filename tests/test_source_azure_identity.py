@@ -8,19 +8,12 @@ IDENTITY_HEADER), the same protocol azure-identity speaks on App Service and Azu
 
 from __future__ import annotations
 
-import base64
-import json
 import os
 import subprocess
 import sys
-import threading
-import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any
-from urllib.parse import parse_qs, urlsplit
 
 import pytest
 
@@ -29,64 +22,7 @@ from tests.support.azure_writer import AzureWriter
 from tests.support.azurite import Azurite, start_azurite
 from tests.support.events import validate_lines
 from tests.support.http_receivers import make_self_signed
-
-IDENTITY_HEADER = "identity-header-SECRET-8f9e"
-CLIENT_ID = "11111111-2222-3333-4444-555555555555"
-
-
-def fake_jwt(audience: str) -> str:
-    """An unsigned token with the claims Azurite checks: issuer, audience, lifetime."""
-
-    def part(obj: dict[str, Any]) -> str:
-        return base64.urlsafe_b64encode(json.dumps(obj).encode()).rstrip(b"=").decode()
-
-    now = int(time.time())
-    claims = {"aud": audience, "iss": "https://sts.windows.net/00000000-0000-0000-0000-00000000abcd/",
-              "iat": now - 60, "nbf": now - 60, "exp": now + 3600, "oid": "forwarder-test"}  # fmt: skip
-    return f"{part({'alg': 'RS256', 'typ': 'JWT'})}.{part(claims)}.c2lnbmF0dXJlLVNFQ1JFVA"
-
-
-class IdentityEndpoint:
-    """An App Service managed-identity endpoint: GET ?resource=...&api-version=2019-08-01 with X-IDENTITY-HEADER."""
-
-    def __init__(self, audience: str = "https://storage.azure.com") -> None:
-        self.audience = audience
-        self.requests: list[dict[str, list[str]]] = []
-        self.tokens: list[str] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:
-                query = parse_qs(urlsplit(self.path).query)
-                outer.requests.append(query)
-                if self.headers.get("X-IDENTITY-HEADER") != IDENTITY_HEADER:
-                    self._reply(401, {"error": "wrong identity header"})
-                    return
-                token = fake_jwt(outer.audience)
-                outer.tokens.append(token)
-                resource = query.get("resource", [""])[0]
-                expires = str(int(time.time()) + 3600)
-                self._reply(200, {"access_token": token, "expires_on": expires, "resource": resource,
-                                  "token_type": "Bearer", "client_id": query.get("client_id", [""])[0]})  # fmt: skip
-
-            def _reply(self, code: int, body: dict[str, Any]) -> None:
-                data = json.dumps(body).encode()
-                self.send_response(code)
-                self.send_header("Content-Type", "application/json")
-                self.send_header("Content-Length", str(len(data)))
-                self.end_headers()
-                self.wfile.write(data)
-
-            def log_message(self, format: str, *args: object) -> None:
-                pass
-
-        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self.url = f"http://127.0.0.1:{self.server.server_address[1]}/msi/token"
-        threading.Thread(target=self.server.serve_forever, daemon=True).start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
+from tests.support.identity import CLIENT_ID, IDENTITY_HEADER, IdentityEndpoint, identity_env
 
 
 @pytest.fixture(scope="module")
@@ -97,12 +33,6 @@ def azurite_oauth(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Azurite]
         yield az
     finally:
         az.stop()
-
-
-def identity_env(endpoint: IdentityEndpoint) -> dict[str, str]:
-    """A process environment in which the managed identity is the only credential DefaultAzureCredential finds."""
-    env = {k: v for k, v in os.environ.items() if not k.startswith(("AZURE_", "IDENTITY_", "MSI_", "IMDS_"))}
-    return {**env, "IDENTITY_ENDPOINT": endpoint.url, "IDENTITY_HEADER": IDENTITY_HEADER}
 
 
 def write_config(tmp: Path, az: Azurite, container: str, extra: str = "") -> Path:

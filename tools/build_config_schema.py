@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-SINK_TYPES = ["file", "syslog", "splunk_hec", "elasticsearch", "http"]
+SINK_TYPES = ["file", "syslog", "splunk_hec", "elasticsearch", "http", "azure_monitor"]
 
 
 def build() -> dict[str, Any]:

@@ -80,7 +80,10 @@ def validate(args: argparse.Namespace) -> int:
         print(f"  shard: {shard} (this instance forwards one of {shard.count} shares of the NICs)")
     for name, s in zip(sink_names(cfg), cfg["sink"], strict=True):
         target = s.get("path") or s.get("url") or (f"{s.get('host')}:{s.get('port', '')}" if s.get("host") else "")
-        print(f"  sink {name}: {s.get('format', 'ecs')} -> {target}")
+        if s.get("endpoint"):  # azure_monitor: the DCR's stream at its ingestion endpoint
+            target = f"{s['endpoint']} {s.get('dcr_immutable_id')}/{s.get('stream', 'Custom-NsgFlowAsim')}"
+        fmt = s.get("format", "asim" if s["type"] == "azure_monitor" else "ecs")
+        print(f"  sink {name}: {fmt} -> {target}")
     del sinks
     return 0
 

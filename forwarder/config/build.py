@@ -27,6 +27,7 @@ SINK_MODULES = {
     "splunk_hec": "forwarder.sinks.splunk_hec",
     "elasticsearch": "forwarder.sinks.elasticsearch",
     "http": "forwarder.sinks.http",
+    "azure_monitor": "forwarder.sinks.azure_monitor",
 }
 SOURCE_MODULES = {"directory": "forwarder.sources.directory", "azure_blob": "forwarder.sources.azure_blob"}
 DEFAULT_CHECKPOINT = "/var/lib/nsg-forwarder/checkpoints.json"

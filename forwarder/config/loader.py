@@ -17,7 +17,9 @@ from typing import Any
 
 import jsonschema
 
-SECRET_KEYS = frozenset({"connection_string", "account_key", "sas_token", "token", "api_key", "password"})
+SECRET_KEYS = frozenset(
+    {"connection_string", "account_key", "sas_token", "token", "api_key", "password", "client_secret"}
+)
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
 
 

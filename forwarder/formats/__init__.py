@@ -6,7 +6,7 @@ from importlib import import_module
 
 from forwarder.formats.base import Formatter
 
-FORMATS = ("ecs", "cef", "ocsf")
+FORMATS = ("ecs", "cef", "ocsf", "asim")
 
 
 def formatter(name: str) -> Formatter:

@@ -258,9 +258,9 @@ class HttpBatchSink(ABC):
                 raise Aborted
             if built is None or built[0] is not pending:
                 headers = dict(self._headers)
-                built = (pending, self._client.body(framed.parts(pending), headers), headers)
+                built = (pending, self._body(framed, pending, headers), headers)
             _, body, headers = built
-            resp = self._client.request(self.method, self._path, body, headers, what)
+            resp = self._client.request(self.method, self._path, body, self._attempt_headers(headers), what)
             raise_if_transient(resp, what, self._redact)
             if accept is not None and 200 <= resp.status < 300:
                 try:
@@ -276,6 +276,15 @@ class HttpBatchSink(ABC):
             self._reject(batch, pending, f"{self.undelivered}: {exc}")
             return None
         return resp, pending
+
+    def _body(self, framed: Framing, work: Work, headers: dict[str, str]) -> bytes:
+        """The request body for ``work`` (its Content-Encoding goes into ``headers``); a subclass may check
+        it before it is sent (built once per request, however often an outage makes it go again)."""
+        return self._client.body(framed.parts(work), headers)
+
+    def _attempt_headers(self, headers: dict[str, str]) -> Mapping[str, str]:
+        """The headers of one attempt; a subclass adds what may change between attempts (a bearer token)."""
+        return headers
 
     def _split(self, batch: Batch, work: Work, todo: deque[Work], alone: str) -> None:
         """Send ``work`` again in two halves, or dead-letter its one event with ``alone``."""

@@ -1,11 +1,11 @@
 """Shared helpers for the ECS, CEF and OCSF format tests: real flow-log input turned into FlowEvents,
 golden files, hand-made contexts and events, and the checks every formatter must pass.
 
-Golden inputs are hand-written PT1H.json blobs for NSG v1, NSG v2 and VNet v4. CEF and OCSF share
+Golden inputs are hand-written PT1H.json blobs for NSG v1, NSG v2 and VNet v4. CEF, OCSF and ASIM share
 theirs, in tests/golden/cef/input/; ECS has its own copies, in tests/golden/ecs/. The expected
-outputs are tests/golden/ecs/<case>.ecs.ndjson, tests/golden/cef/<case>.cef and
-tests/golden/ocsf/<case>.ndjson. Set UPDATE_GOLDEN=1 to rewrite the expected files after a
-deliberate change, then review the diff.
+outputs are tests/golden/ecs/<case>.ecs.ndjson, tests/golden/cef/<case>.cef,
+tests/golden/ocsf/<case>.ndjson and tests/golden/asim/<case>.ndjson. Set UPDATE_GOLDEN=1 to rewrite the
+expected files after a deliberate change, then review the diff.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ _GOLDEN = {
     "ecs": ("ecs", "insights-logs", "ecs/{case}.ecs.ndjson"),
     "cef": ("cef/input", "golden", "cef/{case}.cef"),
     "ocsf": ("cef/input", "golden", "ocsf/{case}.ndjson"),
+    "asim": ("cef/input", "golden", "asim/{case}.ndjson"),
 }
 
 
