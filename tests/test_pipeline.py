@@ -14,7 +14,6 @@ import pytest
 from forwarder.checkpoints.store import BlobCheckpoint, CheckpointStore
 from forwarder.ops.metrics import HealthServer
 from forwarder.pipeline.acks import AckTracker, Ticket
-from forwarder.pipeline.budget import Budget
 from forwarder.pipeline.delivery import Delivery
 from forwarder.pipeline.service import Service
 from forwarder.samples.generator import BlobSpec
@@ -71,10 +70,10 @@ def test_one_request_carries_the_events_of_many_blobs(tmp_path: Path) -> None:
 def test_a_blob_checkpoint_advances_only_in_order_once_every_sink_confirmed(tmp_path: Path) -> None:
     store = CheckpointStore(tmp_path / "cp.json")
     done: list[int] = []
-    tracker = AckTracker(store, Budget(1 << 20), lambda t: done.append(t.checkpoint.offset if t.checkpoint else -1))
+    tracker = AckTracker(store, lambda t: done.append(t.checkpoint.offset if t.checkpoint else -1))
 
     def ticket(offset: int) -> Ticket:
-        return tracker.add("blob-a", BlobCheckpoint(offset=offset, head=12), 10, 0, 2, 100)
+        return tracker.add("blob-a", BlobCheckpoint(offset=offset, head=12), 10, 0, 2)
 
     first, second, third = ticket(100), ticket(200), ticket(300)
     tracker.ack(second)
@@ -87,7 +86,7 @@ def test_a_blob_checkpoint_advances_only_in_order_once_every_sink_confirmed(tmp_
     assert cp is not None and cp.offset == 200 and done == [100, 200]
     tracker.fail(third, "sink x: connection reset")
     assert tracker.pending == 0 and tracker.blob_failed("blob-a")
-    late = tracker.add("blob-a", BlobCheckpoint(offset=400, head=12), 10, 0, 1, 100)
+    late = tracker.add("blob-a", BlobCheckpoint(offset=400, head=12), 10, 0, 1)
     assert late.failed, "a blob that failed stays failed for the rest of the poll"
     tracker.ack(late)
     cp = store.get("blob-a")

@@ -11,8 +11,8 @@ import pytest
 from forwarder.checkpoints.store import CheckpointError, CheckpointStore
 from forwarder.flowlog.issues import IssueLog
 from forwarder.flowlog.stream import FileConverter
+from forwarder.pipeline.acks import Ticket
 from forwarder.pipeline.delivery import Delivery
-from forwarder.pipeline.reader import Chunk
 from forwarder.pipeline.service import Service
 from forwarder.samples.generator import BlobSpec, write_blob
 from forwarder.sources.directory import DirectorySource
@@ -208,9 +208,9 @@ def test_a_record_bigger_than_a_batch_is_delivered_in_parts_and_checkpointed_at_
     saved: list[int | None] = []
     sizes: list[int] = []
 
-    def on_chunk(chunk: Chunk) -> None:
+    def on_chunk(chunk: Ticket) -> None:
         saved.append(chunk.checkpoint.offset if chunk.checkpoint else None)
-        sizes.append(chunk.count)
+        sizes.append(chunk.events)
 
     svc.on_chunk = on_chunk
     svc.poll()

@@ -15,6 +15,12 @@ ROOT = Path(__file__).resolve().parents[1]
 SINK_TYPES = ["file", "syslog", "splunk_hec", "elasticsearch", "http", "azure_monitor"]
 
 
+SHARED_SINK_KEYS = {
+    "filter": {"$ref": "#/$defs/filter", "description": "This sink's own filter, instead of the [filter] default."},
+    "aggregate": {"$ref": "#/$defs/aggregate"},
+}
+
+
 def build() -> dict[str, Any]:
     schema: dict[str, Any] = json.loads((ROOT / "tools" / "config_schema_base.json").read_text())
     fragments = ROOT / "schemas" / "fragments"
@@ -28,6 +34,8 @@ def build() -> dict[str, Any]:
             continue
         definition = json.loads(frag.read_text())
         definition.pop("$schema", None)
+        # Keys every sink has, whatever its type: reduction happens before the sink sees its events.
+        definition["properties"].update(SHARED_SINK_KEYS)
         schema["$defs"][f"sink_{sink_type}"] = definition
         when = {"properties": {"type": {"const": sink_type}}}
         rules.append({"if": when, "then": {"$ref": f"#/$defs/sink_{sink_type}"}})

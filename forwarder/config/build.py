@@ -15,6 +15,7 @@ from forwarder.flowlog.issues import IssueLog
 from forwarder.pipeline.delivery import Delivery
 from forwarder.pipeline.service import DEFAULT_CONCURRENCY, DEFAULT_MAX_BYTES_IN_FLIGHT, Service
 from forwarder.pipeline.shard import Shard
+from forwarder.reduce.config import reductions, sink_table
 from forwarder.sinks.base import Sink
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.retry import RetryPolicy
@@ -71,7 +72,7 @@ def build_sinks(cfg: Mapping[str, Any], dead_letter: DeadLetter, retry: RetryPol
     sinks = []
     for name, sink_cfg in zip(sink_names(cfg), cfg["sink"], strict=True):
         module = import_module(SINK_MODULES[sink_cfg["type"]])
-        sinks.append(module.from_config(sink_cfg, name, dead_letter, retry))
+        sinks.append(module.from_config(sink_table(sink_cfg), name, dead_letter, retry))
     return sinks
 
 
@@ -98,7 +99,7 @@ def build_service(
         # Restarted with checkpoints: no need to list the whole backlog from [source] start again.
         source.start = resume - timedelta(hours=1)
     dead_letter = DeadLetter(dl_path)
-    delivery = Delivery(build_sinks(cfg, dead_letter, retry), dead_letter)
+    delivery = Delivery(build_sinks(cfg, dead_letter, retry), dead_letter, reductions=reductions(cfg))
     retry.on_retry = delivery.count_retry
     reader = cfg.get("reader", {})
     return Service(

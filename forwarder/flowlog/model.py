@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Literal, NamedTuple
+from typing import Literal, NamedTuple, Protocol
 
 LogKind = Literal["nsg", "vnet"]
 
@@ -55,6 +55,22 @@ class FlowEvent(NamedTuple):
     bytes_s2d: int | None
     packets_d2s: int | None
     bytes_d2s: int | None
+
+
+class Event(Protocol):
+    """What sinks and the pipeline read of any event they carry: a tuple's FlowEvent, or an aggregate."""
+
+    @property
+    def ctx(self) -> FlowContext: ...
+
+    @property
+    def event_id(self) -> str: ...
+
+    @property
+    def timestamp_ms(self) -> int: ...
+
+    @property
+    def allowed(self) -> bool: ...
 
 
 def utf8_safe(s: str) -> str:

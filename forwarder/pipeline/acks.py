@@ -16,7 +16,6 @@ from collections.abc import Callable
 from enum import Enum
 
 from forwarder.checkpoints.store import BlobCheckpoint, CheckpointStore
-from forwarder.pipeline.budget import Budget
 
 
 class State(Enum):
@@ -28,25 +27,14 @@ class State(Enum):
 class Ticket:
     """One chunk of one blob on its way through the sinks."""
 
-    __slots__ = ("budget_bytes", "checkpoint", "chunk", "events", "key", "newest_ms", "remaining", "state")
+    __slots__ = ("checkpoint", "events", "key", "newest_ms", "remaining", "state")
 
-    def __init__(
-        self,
-        key: str,
-        checkpoint: BlobCheckpoint | None,
-        events: int,
-        newest_ms: int,
-        remaining: int,
-        budget_bytes: int,
-        chunk: object = None,
-    ):
+    def __init__(self, key: str, checkpoint: BlobCheckpoint | None, events: int, newest_ms: int, remaining: int):
         self.key = key
         self.checkpoint = checkpoint  # None: part of a big record, the offset moves with its last part
         self.events = events
         self.newest_ms = newest_ms
         self.remaining = remaining  # sinks that have not confirmed their part yet
-        self.budget_bytes = budget_bytes
-        self.chunk = chunk  # for the on_chunk hook only
         self.state = State.PENDING
 
     @property
@@ -57,24 +45,23 @@ class Ticket:
 class AckTracker:
     """Per-blob queues of tickets in read order; stores checkpoints as their chunks complete in order."""
 
-    def __init__(self, store: CheckpointStore, budget: Budget, on_done: Callable[[Ticket], None]):
+    def __init__(self, store: CheckpointStore, on_done: Callable[[Ticket], None]):
         self.store = store
-        self.budget = budget
         self.on_done = on_done  # called under the lock, in each blob's order: keep it cheap
+        self.on_fail: Callable[[str], None] | None = None  # called (outside the lock) when a blob fails
         self._cond = threading.Condition()
         self._blobs: dict[str, deque[Ticket]] = {}
         self._failed: dict[str, str] = {}  # blob key -> why, until the next poll
         self._forget: set[str] = set()  # blobs deleted while being read: drop their checkpoint once drained
         self.pending = 0
 
-    def add(self, key: str, checkpoint: BlobCheckpoint | None, events: int, newest_ms: int, sinks: int,
-            budget_bytes: int, chunk: object = None) -> Ticket:  # fmt: skip
-        """A ticket for the next chunk of ``key``; already failed if the blob failed earlier in this poll."""
-        ticket = Ticket(key, checkpoint, events, newest_ms, sinks, budget_bytes, chunk)
+    def add(self, key: str, checkpoint: BlobCheckpoint | None, events: int, newest_ms: int, sinks: int) -> Ticket:
+        """A ticket for the next chunk of ``key``, to be confirmed once by each of ``sinks``; already failed if
+        the blob failed earlier in this poll."""
+        ticket = Ticket(key, checkpoint, events, newest_ms, sinks)
         with self._cond:
             if key in self._failed:
                 ticket.state = State.FAILED
-                self.budget.release(budget_bytes)
                 return ticket
             self._blobs.setdefault(key, deque()).append(ticket)
             self.pending += 1
@@ -95,14 +82,19 @@ class AckTracker:
 
     def fail(self, ticket: Ticket, why: str) -> None:
         """A sink could not deliver its part: the blob is read again from its checkpoint next poll."""
+        self.fail_blob(ticket.key, why)
+
+    def fail_blob(self, key: str, why: str) -> None:
+        """Every unsettled chunk of ``key`` fails; the blob is read again from its checkpoint next poll."""
         with self._cond:
-            key = ticket.key
+            first = key not in self._failed
             self._failed.setdefault(key, why)
             for t in self._blobs.pop(key, ()):
                 self.pending -= 1  # done ones too: behind this one they can no longer be checkpointed
                 t.state = State.FAILED
-                self.budget.release(t.budget_bytes)
             self._cond.notify_all()
+        if first and self.on_fail is not None:
+            self.on_fail(key)
 
     def blob_failed(self, key: str) -> bool:
         with self._cond:
@@ -143,9 +135,7 @@ class AckTracker:
             self.pending -= 1
             if t.checkpoint is not None:
                 self.store.put(key, t.checkpoint)
-            self.budget.release(t.budget_bytes)
             self.on_done(t)
-            t.chunk = None
         if not queue:
             self._blobs.pop(key, None)
             if key in self._forget:

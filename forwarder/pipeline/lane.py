@@ -17,8 +17,8 @@ from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from forwarder.flowlog.model import FlowEvent
-from forwarder.pipeline.acks import AckTracker, Ticket
+from forwarder.flowlog.model import Event
+from forwarder.pipeline.acks import Ticket
 from forwarder.pipeline.concat import Run, join
 from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.retry import Interrupted
@@ -27,17 +27,20 @@ log = logging.getLogger("forwarder.pipeline")
 
 
 class Piece:
-    """A chunk's events in one sink's format, and how much of it went into batches so far."""
+    """Events in one sink's format (a chunk's, or a closed window's aggregates), the tickets their
+    confirmation acknowledges, and how much of it went into batches so far."""
 
-    __slots__ = ("events", "lines", "nbytes", "out", "taken", "ticket")
+    __slots__ = ("events", "failed", "key", "lines", "nbytes", "out", "taken", "tickets")
 
-    def __init__(self, events: Sequence[FlowEvent], lines: Sequence[str], nbytes: int, ticket: Ticket):
+    def __init__(self, events: Sequence[Event], lines: Sequence[str], nbytes: int, tickets: list[Ticket], key: str):
         self.events = events
         self.lines = lines
-        self.nbytes = nbytes
-        self.ticket = ticket
+        self.nbytes = nbytes  # what it holds of the byte budget
+        self.tickets = tickets
+        self.key = key  # the blob it came from
         self.taken = 0  # events [0, taken) are in batches
         self.out = 0  # batches holding part of this piece that are not confirmed yet
+        self.failed = False  # a batch holding part of it failed: it is reported once, and never confirmed
 
 
 @dataclass
@@ -54,7 +57,6 @@ class SinkLane:
     def __init__(
         self,
         sink: Sink,
-        tracker: AckTracker,
         *,
         max_events: int,
         max_bytes: int,
@@ -62,9 +64,10 @@ class SinkLane:
         max_in_flight: int,
         on_fatal: Callable[[SinkFatal], None],
         on_result: Callable[[str, bool], None],
+        on_piece: Callable[[SinkLane, Piece, str | None], None],
     ):
         self.sink = sink
-        self.tracker = tracker
+        self.on_piece = on_piece  # a piece is confirmed (None) or failed (why), once per piece
         self.max_events = max(1, max_events)
         self.max_bytes = max(1, max_bytes)
         self.linger = max(0.0, linger)
@@ -149,7 +152,7 @@ class SinkLane:
 
     def _take(self) -> tuple[Batch, list[Piece]]:
         """Cut the next batch from the queue's head (called with the lock held)."""
-        runs: list[Run[FlowEvent]] = []
+        runs: list[Run[Event]] = []
         lines: list[str] = []
         pieces: list[Piece] = []
         events = nbytes = 0
@@ -182,7 +185,7 @@ class SinkLane:
                 self._queue.popleft()
         self.stats.queued_events -= events
         self._first_at = time.monotonic() if self._queue else 0.0
-        keys = {p.ticket.key for p in pieces}
+        keys = {p.key for p in pieces}
         source = next(iter(keys)) if len(keys) == 1 else f"{len(keys)} blobs"
         return Batch(join(runs), lines, source, 0, 0), pieces
 
@@ -222,15 +225,19 @@ class SinkLane:
                 batch.source,
                 exc,
             )
-            for piece in pieces:
-                self.tracker.fail(piece.ticket, f"sink {self.sink.name}: {exc}")
+            with self._cond:
+                newly = [p for p in pieces if not p.failed]
+                for piece in newly:
+                    piece.failed = True
+            for piece in newly:
+                self.on_piece(self, piece, f"sink {self.sink.name}: {exc}")
             return
         finally:
             with self._cond:
                 self.stats.in_flight -= 1
             self._slots.release()
         self.on_result(self.sink.name, True)
-        done: list[Ticket] = []
+        done: list[Piece] = []
         with self._cond:
             s = self.stats
             s.events += len(batch.lines)
@@ -239,7 +246,7 @@ class SinkLane:
             s.last_batch_events = len(batch.lines)
             for piece in pieces:
                 piece.out -= 1
-                if piece.out == 0 and piece.taken == len(piece.events):
-                    done.append(piece.ticket)
-        for ticket in done:
-            self.tracker.ack(ticket)
+                if piece.out == 0 and piece.taken == len(piece.events) and not piece.failed:
+                    done.append(piece)
+        for piece in done:
+            self.on_piece(self, piece, None)

@@ -45,6 +45,7 @@ class Chunk:
     complete: bool  # the checkpoint reaches the end of the blob's committed data
     window_ms: int | None = None  # with aggregation: the window (record time) all of the chunk's records are in
     first_record: int | None = None  # byte offset of the chunk's first record
+    fresh: bool = False  # the first chunk read from the blob's start: a new blob, or one rewritten since
 
     @property
     def events(self) -> Sequence[FlowEvent]:
@@ -158,7 +159,10 @@ class BlobReader:
             yield Chunk(key, blob, [], 0, BlobCheckpoint(offset=0, etag=blob.etag, size=blob.size), len(first), True)
             return
         self._mark_verified(key)
-        yield from self._read_from(blob, key, BlobCheckpoint(offset=head, head=head), head, b"", first[head:])
+        chunks = self._read_from(blob, key, BlobCheckpoint(offset=head, head=head), head, b"", first[head:])
+        for n, chunk in enumerate(chunks):
+            chunk.fresh = n == 0
+            yield chunk
 
     def _read_end(self, pos: int, size: int) -> int:
         # Never leave a sliver smaller than the probe for the last read: the tail must be seen whole.

@@ -18,13 +18,12 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 
-from forwarder.checkpoints.store import CheckpointStore, CheckpointWriteError
+from forwarder.checkpoints.store import BlobCheckpoint, CheckpointStore, CheckpointWriteError
 from forwarder.flowlog.issues import IssueLog
-from forwarder.flowlog.model import FlowEvent
 from forwarder.pipeline.acks import AckTracker, Ticket
 from forwarder.pipeline.budget import Budget
 from forwarder.pipeline.delivery import Delivery
@@ -73,7 +72,7 @@ class Service:
         stop: threading.Event | None = None,
         abort: threading.Event | None = None,
         issues: IssueLog | None = None,
-        on_chunk: Callable[[Chunk], None] | None = None,
+        on_chunk: Callable[[Ticket], None] | None = None,
         on_poll: Callable[[Service], None] | None = None,
         shard: Shard | None = None,
         concurrency: int = DEFAULT_CONCURRENCY,
@@ -91,12 +90,17 @@ class Service:
         self.stop = stop or threading.Event()
         self.abort = abort or self.stop  # in-flight delivery is abandoned once this is set (shutdown grace over)
         self.issues = issues or IssueLog()
-        self.reader = BlobReader(source, self.issues, chunk_bytes)
+        self.reader = BlobReader(source, self.issues, chunk_bytes, cut_ms=delivery.cut_ms)
         self.concurrency = max(1, concurrency)
         self.budget = Budget(max_bytes_in_flight)
-        self.tracker = AckTracker(store, self.budget, self._on_delivered)
+        self.tracker = AckTracker(store, self._on_delivered)
+        delivery.attach(self.tracker, self.budget)
+        # Where each blob's next read starts when it is ahead of the stored checkpoint: chunks read but not yet
+        # confirmed (an open aggregation window holds its chunks' acknowledgements for minutes).
+        self.cursors: dict[str, BlobCheckpoint] = {}
+        self.drain_windows = False  # close every open window at the end of a poll (run --once)
         self.stats = ServiceStats()
-        self.on_chunk = on_chunk
+        self.on_chunk = on_chunk  # called with each chunk's ticket as its checkpoint is stored, in blob order
         self.on_poll = on_poll  # called after each discovery (readiness, status lines)
         self._first_run = not store.items()
         self.heartbeat = time.monotonic()  # moves whenever the loop makes progress (health, watchdog)
@@ -131,6 +135,7 @@ class Service:
     def run(self, once: bool = False) -> None:
         """Poll until ``stop`` is set (or once). Raises SinkFatal / SourceError, and CheckpointWriteError
         if the checkpoints cannot be saved on the way out."""
+        self.drain_windows = once
         try:
             while not self.stop.is_set():
                 began = time.monotonic()
@@ -157,7 +162,8 @@ class Service:
         began = self.poll_began = time.monotonic()
         latest_init = self._first_run and self.start == "latest"
         self._first_run = False
-        self.tracker.new_poll()
+        for key in self.tracker.new_poll():
+            self.cursors.pop(key, None)  # a sink failed part of it: read again from the stored checkpoint
         count = self._skipped = 0
         try:
             # Lazily: a first poll over a year of retention lists millions of blobs.
@@ -203,7 +209,9 @@ class Service:
         and hours forgotten after ``retain_days`` are read again (the range was asked for).
         """
         self.honour_horizon = False
-        self.tracker.new_poll()
+        self.drain_windows = True
+        for key in self.tracker.new_poll():
+            self.cursors.pop(key, None)
 
         def read_and_report(blob: BlobRef) -> None:
             self._read_blob(blob)
@@ -233,7 +241,7 @@ class Service:
             if self.shard is not None and not self.shard.owns(blob.name):
                 continue  # another instance's share
             key = self.reader.key(blob)
-            cp = self.store.get(key)
+            cp = self.cursors.get(key) or self.store.get(key)
             forgotten = cp is None and self.honour_horizon and self.store.before_horizon(_hour_of(key))
             if forgotten or not self.reader.changed(blob, cp):
                 if report is not None:
@@ -280,8 +288,11 @@ class Service:
                     pool.submit(run, blob)
         finally:
             pool.shutdown(wait=True)
-            self.delivery.flush()
-            self.tracker.wait_idle(self._abandon)
+            if not self._halted():
+                # Windows whose end passed without a record of the next one (a quiet NIC, the end of an hour), or
+                # every window when this is the last poll of run --once or a backfill.
+                self.delivery.close_windows(None if self.drain_windows else int(time.time() * 1000))
+            self.delivery.wait_idle(self._abandon)
         return count
 
     def _halted(self) -> bool:
@@ -316,7 +327,7 @@ class Service:
     def _read_blob(self, blob: BlobRef) -> None:
         """Read one blob's new data chunk by chunk and hand each chunk to every sink (in a reader thread)."""
         key = self.reader.key(blob)
-        cp = self.store.get(key)
+        cp = self.cursors.get(key) or self.store.get(key)
         left = blob.size - (cp.offset if cp is not None else 0)
         chunks = self.reader.chunks(blob, cp)
         try:
@@ -351,28 +362,25 @@ class Service:
             chunks.close()
 
     def _hand_over(self, chunk: Chunk, estimate: int) -> bool:
-        """Format a chunk and put it in every sink's lane; False when reading this blob should stop."""
-        count = chunk.count
-        if count and (self._halted() or self.tracker.blob_failed(chunk.key)):
+        """Route a chunk to every sink; False when reading this blob should stop."""
+        if chunk.count and (self._halted() or self.tracker.blob_failed(chunk.key)):
             # Shutting down, or a sink failed an earlier chunk of this blob: this one stays unconfirmed
             # and is read again from the checkpoint.
             self.budget.release(estimate)
             return False
-        lines: dict[str, list[str]] = {}
-        for part in chunk.parts:
-            for name, part_lines in self.delivery.format(part).items():
-                lines.setdefault(name, []).extend(part_lines)
-        held = chunk.bytes_read + count * _EVENT_BYTES + sum(len(x) + 1 for ls in lines.values() for x in ls)
-        self.budget.adjust(held - estimate)
-        events = chunk.events
-        newest = _newest_ms(chunk.parts)
-        ticket = self.tracker.add(
-            chunk.key, chunk.checkpoint, count, newest, len(self.delivery.sinks) if count else 0, held, chunk
-        )
+        if chunk.fresh and chunk.key in self.cursors:
+            # Rewritten while chunks of it were unconfirmed (held by an open aggregation window): fail them, so that
+            # the old bytes' tuples are not mixed into the new ones; the next poll reads the blob from the start.
+            self.budget.release(estimate)
+            self.tracker.fail_blob(chunk.key, "the blob was rewritten while chunks of it were unconfirmed")
+            return False
+        if chunk.checkpoint is not None:
+            # Before take(): a chunk confirmed at once (nothing in it for any sink) removes the cursor again.
+            with self._lock:
+                self.cursors[chunk.key] = chunk.checkpoint
+        ticket = self.delivery.take(chunk, estimate)
         if ticket.failed:
             return False
-        if count:
-            self.delivery.submit(events, lines, ticket, self.tracker)
         self.heartbeat = time.monotonic()
         return True
 
@@ -386,9 +394,12 @@ class Service:
         if ticket.newest_ms > s.newest_flow_ms:
             s.newest_flow_ms = ticket.newest_ms
         self.heartbeat = time.monotonic()
-        if self.on_chunk is not None and isinstance(ticket.chunk, Chunk):
-            self.on_chunk(ticket.chunk)
+        if self.on_chunk is not None:
+            self.on_chunk(ticket)
         if ticket.checkpoint is not None:
+            with self._lock:
+                if self.cursors.get(ticket.key) is ticket.checkpoint:
+                    del self.cursors[ticket.key]  # the stored checkpoint has caught up with reading
             self._request_save()
 
     # -- checkpoints ----------------------------------------------------------------------------
@@ -430,14 +441,6 @@ class Service:
             if self.checkpoint_error:
                 log.info("The checkpoint file is written again: path=%s", self.store.path)
                 self.checkpoint_error = ""
-
-
-def _newest_ms(parts: Sequence[Sequence[FlowEvent]]) -> int:
-    """The time of the last event of a chunk (for the lag metric): events come in the blob's order."""
-    for part in reversed(parts):
-        if len(part):
-            return part[-1].timestamp_ms
-    return 0
 
 
 def _hour_of(key: str) -> float | None:

@@ -3,9 +3,9 @@
 A window holds the records Azure wrote in it (by the record's ``time``): the reader cuts chunks where
 a record starts a new window, so a window's tuples come in whole chunks and a blob's checkpoint only
 ever sits on a window boundary. A replay after a crash therefore starts a window from its first
-record and rebuilds the same aggregates, with the same ids (blob, window, its first record's offset,
-key). Data that arrives after its window was closed (a late commit) forms a new instance of the
-window with its own first record, so nothing is counted twice.
+record and rebuilds the same aggregates, with the same ids (from the blob, the window, its first
+record's offset and the key's position in it). Data that arrives after its window was closed (a late
+commit) forms a new instance of the window with its own first record, so nothing is counted twice.
 
 The default key is Traffic Analytics': source and destination address, destination port, protocol,
 direction, decision, rule and NSG / flow log; the source port is not part of it. Counters are summed
@@ -17,7 +17,7 @@ from __future__ import annotations
 
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from typing import Any
 
 from forwarder.flowlog.model import FlowContext, FlowEvent
@@ -152,22 +152,29 @@ def _add(total: int | None, value: int | None) -> int | None:
     return value if total is None else total + value
 
 
-@dataclass
 class WindowAggregator:
-    """The open window of one blob for one sink route: accumulates chunks, hands out aggregates on close."""
+    """One window of one blob for one sink route: accumulates its chunks' events, hands out aggregates on close.
 
-    spec: AggregateSpec
-    source: str = ""  # the blob's identity (storage account/container/blob name)
-    window_ms: int | None = None  # start of the open window, None when nothing is open
-    first_offset: int = 0  # byte offset of the window's first record
-    flows: int = 0  # tuples added to the open window
-    _accs: dict[tuple[Any, ...], Aggregate] = field(default_factory=dict)
+    ``first_offset`` is the byte offset of the window's first record: with the blob, the window and the
+    key it makes the aggregate's id, the same when a replay reads the window again.
+    """
 
-    def add(self, events: Iterable[FlowEvent], window_ms: int, first_offset: int) -> None:
-        """Add a chunk's (filtered) events; the chunk's records all belong to ``window_ms``."""
-        if self.window_ms is None:
-            self.window_ms = window_ms
-            self.first_offset = first_offset
+    def __init__(self, spec: AggregateSpec, source: str, window_ms: int, first_offset: int):
+        self.spec = spec
+        self.source = source  # the blob's identity (storage account/container/blob name)
+        self.window_ms = window_ms
+        self.first_offset = first_offset
+        self.flows = 0
+        self._accs: dict[tuple[Any, ...], Aggregate] = {}
+        # Ids look like a tuple's: a prefix per window instance, then the key's position in it (keys come in the
+        # order of the blob's bytes, the same in a replay). The key and window size are in the prefix, so that
+        # two sinks aggregating differently never share an id.
+        self._prefix = hashlib.blake2b(
+            f"{source}\0{window_ms}\0{first_offset}\0{spec.window_ms}\0{','.join(spec.key)}".encode(), digest_size=12
+        ).hexdigest()
+
+    def add(self, events: Iterable[FlowEvent]) -> None:
+        """Add (filtered) events of the window's records."""
         fields = self.spec.key
         accs = self._accs
         for e in events:
@@ -200,7 +207,6 @@ class WindowAggregator:
     def _new(self, e: FlowEvent, key: tuple[Any, ...]) -> Aggregate:
         fields = self.spec.key
         got = dict(zip(fields, key, strict=True))
-        assert self.window_ms is not None
         ctx = replace(
             e.ctx,
             record_offset=self.first_offset,
@@ -208,12 +214,9 @@ class WindowAggregator:
             acl_id=e.ctx.acl_id if "rule" in got else "",
             id_prefix="",
         )
-        digest = hashlib.blake2b(
-            f"{self.source}\0{self.window_ms}\0{self.first_offset}\0{key!r}".encode(), digest_size=12
-        ).hexdigest()
         return Aggregate(
             ctx=ctx,
-            event_id=f"{digest}-a",
+            event_id=f"{self._prefix}-{len(self._accs)}",
             window_start_ms=self.window_ms,
             window_end_ms=self.window_ms + self.spec.window_ms,
             first_ms=e.timestamp_ms,
@@ -228,11 +231,9 @@ class WindowAggregator:
         )
 
     def close(self) -> list[Aggregate]:
-        """The open window's aggregates, in the order their keys first appeared; the window is closed."""
+        """The window's aggregates, in the order their keys first appeared."""
         out = list(self._accs.values())
         self._accs = {}
-        self.window_ms = None
-        self.flows = 0
         return out
 
 

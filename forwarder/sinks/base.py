@@ -6,7 +6,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
-from forwarder.flowlog.model import FlowEvent
+from forwarder.flowlog.model import Event
 
 
 @dataclass(frozen=True, slots=True)
@@ -17,7 +17,7 @@ class Batch:
     ``source``/``start``/``end`` say where the chunk came from, for dead-letter entries.
     """
 
-    events: Sequence[FlowEvent]
+    events: Sequence[Event]
     lines: Sequence[str]
     source: str
     start: int

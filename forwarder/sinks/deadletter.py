@@ -11,7 +11,7 @@ from pathlib import Path
 
 import orjson
 
-from forwarder.flowlog.model import FlowEvent
+from forwarder.flowlog.model import Event
 from forwarder.sinks.torn_line import trim_torn_line
 
 log = logging.getLogger("forwarder.deadletter")
@@ -27,7 +27,7 @@ class DeadLetter:
         self.counts: Counter[str] = Counter()  # per sink name
         self._checked = False  # whether a torn last line from a crash was looked for
 
-    def write(self, sink: str, reason: str, items: list[tuple[FlowEvent, str]]) -> None:
+    def write(self, sink: str, reason: str, items: list[tuple[Event, str]]) -> None:
         if not items:
             return
         entries = []

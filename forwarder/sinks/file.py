@@ -34,6 +34,7 @@ from typing import Any
 
 from forwarder.config import units
 from forwarder.exclusive import hold_exclusive
+from forwarder.formats import FORMATS
 from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.file_archive import (
@@ -143,8 +144,8 @@ def parse_config(cfg: Mapping[str, Any], name: str = "file") -> FileSinkConfig:
     if cfg.get("type", "file") != "file":
         raise FileSinkConfigError(f'{where}: type: expected "file", got {cfg.get("type")!r}')
     fmt = cfg.get("format", "ecs")
-    if fmt not in ("ecs", "cef", "ocsf"):
-        raise FileSinkConfigError(f"{where}: format: expected one of ecs, cef, ocsf, got {fmt!r}")
+    if fmt not in FORMATS:
+        raise FileSinkConfigError(f"{where}: format: expected one of {', '.join(FORMATS)}, got {fmt!r}")
     raw_path = cfg.get("path")
     if not isinstance(raw_path, str) or not raw_path.strip():
         raise FileSinkConfigError(f'{where}: path: required, the file to write (or "-" for stdout)')

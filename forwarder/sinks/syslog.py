@@ -48,7 +48,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from forwarder.flowlog.model import FlowEvent
+from forwarder.flowlog.model import Event
 from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.retry import RetriesExhausted, RetryPolicy, TransientError
@@ -664,7 +664,7 @@ class SyslogSink:
         self._udp = sock
         return sock
 
-    def _send_udp(self, events: Sequence[FlowEvent], lines: Sequence[str]) -> None:
+    def _send_udp(self, events: Sequence[Event], lines: Sequence[str]) -> None:
         grams = self._framer.datagrams(events, lines)
         limit = self.config.max_datagram
         if max(map(len, grams)) > limit:
@@ -702,5 +702,5 @@ class SyslogSink:
                 )
 
 
-def _items(events: Sequence[FlowEvent], lines: Sequence[str]) -> list[tuple[FlowEvent, str]]:
+def _items(events: Sequence[Event], lines: Sequence[str]) -> list[tuple[Event, str]]:
     return list(zip(events, lines, strict=True))

@@ -21,7 +21,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 
-from forwarder.flowlog.model import FlowEvent
+from forwarder.flowlog.model import Event
 
 FACILITIES = {
     "kern": 0, "user": 1, "mail": 2, "daemon": 3, "auth": 4, "syslog": 5, "lpr": 6, "news": 7, "uucp": 8,
@@ -94,17 +94,17 @@ class Framer:
         self._ts_cache[ms] = text
         return text
 
-    def _header(self, event: FlowEvent) -> str:
+    def _header(self, event: Event) -> str:
         ms = event.timestamp_ms
         h = self._pre[event.allowed] + (self._ts_cache.get(ms) or self._stamp(ms)) + self._mid[event.ctx.kind]
         return h + event.event_id + '"] ' if self._sd else h
 
-    def messages(self, events: Sequence[FlowEvent], lines: Sequence[str]) -> list[str]:
+    def messages(self, events: Sequence[Event], lines: Sequence[str]) -> list[str]:
         """One syslog message (header + line) per event, unframed."""
         header = self._header
         return [header(e) + line for e, line in zip(events, lines, strict=True)]
 
-    def stream_payload(self, events: Sequence[FlowEvent], lines: Sequence[str]) -> bytes:
+    def stream_payload(self, events: Sequence[Event], lines: Sequence[str]) -> bytes:
         """The whole batch as one byte string, framed for a TCP/TLS stream.
 
         The loops are spelled out (no per-event method call unless structured data is on) because
@@ -148,7 +148,7 @@ class Framer:
                 add("\n")
         return "".join(out).encode("utf-8", "replace")
 
-    def datagrams(self, events: Sequence[FlowEvent], lines: Sequence[str]) -> list[bytes]:
+    def datagrams(self, events: Sequence[Event], lines: Sequence[str]) -> list[bytes]:
         """One UDP payload per event (RFC 5426: one message per datagram, no framing)."""
         return [m.encode("utf-8", "replace") for m in self.messages(events, lines)]
 

@@ -1,0 +1,287 @@
+"""Filters and aggregation in the running service, per sink: what each sink receives, every aggregate's
+counts against the tuples it sums, every line against its format's schema, and SIGKILLs in the middle of
+windows that replay them into the same aggregates with the same ids."""
+
+from __future__ import annotations
+
+import io
+import json
+import random
+import time
+from collections import Counter, defaultdict
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from forwarder.flowlog.issues import IssueLog
+from forwarder.flowlog.model import FlowEvent
+from forwarder.flowlog.stream import FileConverter
+from forwarder.reduce.aggregate import record_time_ms
+from forwarder.samples.generator import BlobSpec
+from tests.support.events import parse_line, validate_lines
+from tests.support.local_writer import LocalWriter
+from tests.support.process import kill9, start_forwarder
+
+# A future hour: no window of it is past its end, so windows close only when the next window's records
+# arrive or when run --once drains them, as they do for a live hour.
+HOUR = datetime.now(UTC).replace(minute=0, second=0, microsecond=0) + timedelta(hours=2)
+WINDOW_MS = 600_000
+
+
+def nics(root: Path, count: int = 4, tuples: int = 12) -> list[LocalWriter]:
+    return [
+        LocalWriter(
+            root,
+            BlobSpec(
+                kind="vnet" if i == 3 else "nsg",
+                version=4 if i == 3 else (1 if i == 2 else 2),
+                name=f"NSG-{i // 2}",
+                mac=f"000D3A{i:06X}",
+                hour=HOUR,
+                tuples_per_minute=tuples,
+                seed=i,
+            ),
+        )
+        for i in range(count)
+    ]
+
+
+def config(tmp: Path, root: Path) -> Path:
+    out = tmp / "out"
+    tmp.mkdir(parents=True, exist_ok=True)
+    path = tmp / "forwarder.toml"
+    path.write_text(f"""
+[source]
+type = "directory"
+path = "{root}"
+poll_interval = 0.1
+
+[checkpoint]
+path = "{tmp / "state" / "checkpoints.json"}"
+
+[[sink]]
+type = "file"
+format = "ecs"
+path = "{out / "all.ndjson"}"
+
+[[sink]]
+type = "file"
+format = "cef"
+path = "{out / "denied.cef"}"
+[[sink.filter.include]]
+decision = "denied"
+
+[[sink]]
+type = "file"
+format = "ocsf"
+path = "{out / "summary-ocsf.ndjson"}"
+aggregate = {{ window = "10m" }}
+
+[[sink]]
+type = "file"
+format = "ecs"
+path = "{out / "summary-ecs.ndjson"}"
+aggregate = {{ window = "10m", key = ["dst_ip", "dst_port", "protocol", "direction", "decision"] }}
+""")
+    return path
+
+
+@dataclass
+class Truth:
+    events: list[FlowEvent]
+    window_of: dict[str, int]  # event id -> window start (by its record's time)
+
+
+def truth(writers: list[LocalWriter]) -> Truth:
+    events: list[FlowEvent] = []
+    window_of: dict[str, int] = {}
+    for w in writers:
+        key = f"local/{w.spec.container}/{w.spec.blob_name}"
+        for batch in FileConverter(io.BytesIO(w.path.read_bytes()), key, IssueLog()).events():
+            for e in batch:
+                events.append(e)
+                t = record_time_ms(e.ctx.record_time)
+                assert t is not None
+                window_of[e.event_id] = t - t % WINDOW_MS
+    return Truth(events, window_of)
+
+
+def lines(path: Path) -> list[str]:
+    return [line for line in path.read_text().splitlines() if line]
+
+
+def check_sums(docs: list[dict[str, Any]], fmt: str, t: Truth, key: tuple[str, ...]) -> None:
+    """Each aggregate (one copy per id) against the tuples it sums: flows, states, denials, bytes, times."""
+    expected: dict[tuple[Any, ...], Counter[str]] = defaultdict(Counter)
+    for e in t.events:
+        k = (e.ctx.source, t.window_of[e.event_id], *_key(e, key))
+        c = expected[k]
+        c["flows"] += 1
+        c["started"] += e.state == "B"
+        c["ended"] += e.state == "E"
+        c["denied"] += not e.allowed
+        c["bytes_s2d"] += e.bytes_s2d or 0 if e.state != "B" else 0
+    got: dict[tuple[Any, ...], Counter[str]] = defaultdict(Counter)
+    for doc in docs:
+        summary = doc["azure"]["flowlog"]["summary"] if fmt == "ecs" else doc["unmapped"]["summary"]
+        window = int(datetime.fromisoformat(summary["window_start"].replace("Z", "+00:00")).timestamp() * 1000)
+        k = (_source_of(doc, fmt, t), window, *_doc_key(doc, fmt, key))
+        c = got[k]
+        c["flows"] += summary["flows"]
+        c["started"] += summary["started"]
+        c["ended"] += summary["ended"]
+        c["denied"] += summary["denied"]
+        c["bytes_s2d"] += (doc.get("source", {}).get("bytes", 0) if fmt == "ecs" else
+                           doc.get("traffic", {}).get("bytes_out", 0))  # fmt: skip
+    assert dict(got) == dict(expected)
+
+
+_SOURCES: dict[str, str] = {}
+
+
+def _source_of(doc: dict[str, Any], fmt: str, t: Truth) -> str:
+    mac = (doc["azure"]["flowlog"].get("mac") if fmt == "ecs" else None) or _mac_of(doc)
+    for e in t.events:
+        if e.ctx.mac == mac:
+            return e.ctx.source
+    raise AssertionError(f"no blob has MAC {mac}")
+
+
+def _mac_of(doc: dict[str, Any]) -> str:
+    for side in ("src_endpoint", "dst_endpoint", "source", "destination"):
+        mac = doc.get(side, {}).get("mac")
+        if mac:
+            return str(mac).replace(":", "-")
+    raise AssertionError("an aggregate without the NIC's MAC")
+
+
+def _key(e: FlowEvent, key: tuple[str, ...]) -> tuple[Any, ...]:
+    values = {"src_ip": e.src_ip, "dst_ip": e.dst_ip, "dst_port": e.dst_port, "protocol": e.protocol,
+              "direction": e.inbound, "decision": e.allowed, "rule": e.ctx.rule, "resource": e.ctx.name}  # fmt: skip
+    if e.protocol in (1, 58) and "dst_port" in key:
+        values["dst_port"] = e.dst_port  # the ICMP code
+    return tuple(values[k] for k in key)
+
+
+def _doc_key(doc: dict[str, Any], fmt: str, key: tuple[str, ...]) -> tuple[Any, ...]:
+    if fmt == "ecs":
+        net = doc["network"]
+        values = {
+            "src_ip": doc.get("source", {}).get("ip"),
+            "dst_ip": doc.get("destination", {}).get("ip"),
+            "dst_port": doc.get("destination", {}).get("port", doc["azure"]["flowlog"].get("icmp_code")),
+            "protocol": int(net["iana_number"]),
+            "direction": net["direction"] == "inbound",
+            "decision": {"success": True, "failure": False}.get(doc["event"]["outcome"]),
+            "rule": doc.get("rule", {}).get("name"),
+            "resource": doc["observer"].get("name"),
+        }
+    else:
+        values = {
+            "src_ip": doc["src_endpoint"].get("ip"),
+            "dst_ip": doc["dst_endpoint"].get("ip"),
+            "dst_port": doc["dst_endpoint"].get("port"),
+            "protocol": doc["connection_info"]["protocol_num"],
+            "direction": doc["connection_info"]["direction_id"] == 1,
+            "decision": {1: True, 2: False}.get(doc["action_id"]),
+            "rule": doc.get("firewall_rule", {}).get("name"),
+            "resource": doc["unmapped"].get("network_security_group") or doc["unmapped"].get("flow_log"),
+        }
+    return tuple(values[k] for k in key)
+
+
+TA_KEY = ("src_ip", "dst_ip", "dst_port", "protocol", "direction", "decision", "rule", "resource")
+NARROW_KEY = ("dst_ip", "dst_port", "protocol", "direction", "decision")
+
+
+def test_each_sink_gets_its_own_reduction_and_every_aggregate_sums_its_tuples(tmp_path: Path) -> None:
+    root = tmp_path / "flowlogs"
+    writers = nics(root)
+    for _ in range(25):
+        for w in writers:
+            w.append_minute()
+    proc = start_forwarder(config(tmp_path, root), "--once")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    t = truth(writers)
+    out = tmp_path / "out"
+    assert len(lines(out / "all.ndjson")) == len(t.events)
+    denied = validate_lines("cef", lines(out / "denied.cef"))
+    assert sorted(d["extension"]["externalId"] for d in denied) == sorted(e.event_id for e in t.events if not e.allowed)
+    ocsf = validate_lines("ocsf", lines(out / "summary-ocsf.ndjson"))
+    narrow = validate_lines("ecs", lines(out / "summary-ecs.ndjson"))
+    assert len(narrow) < len(ocsf) < len(t.events)
+    assert all(d["event"]["action"] == "flow_summary" for d in narrow)
+    check_sums(ocsf, "ocsf", t, TA_KEY)
+    check_sums(narrow, "ecs", t, NARROW_KEY)
+    log = err.decode()
+    assert "Traceback" not in log
+
+
+def test_sigkill_in_the_middle_of_windows_replays_the_same_aggregates_with_the_same_ids(tmp_path: Path) -> None:
+    root = tmp_path / "flowlogs"
+    writers = nics(root)
+    cfg = config(tmp_path / "run", root)
+    rng = random.Random(5)
+    kills = 0
+    proc = start_forwarder(cfg)
+    try:
+        for minute in range(30):
+            for w in writers:
+                w.append_minute()
+            time.sleep(rng.uniform(0.0, 0.2))
+            if minute % 4 == 3:
+                kill9(proc)
+                kills += 1
+                proc = start_forwarder(cfg)
+                time.sleep(rng.uniform(0.2, 0.9))
+    finally:
+        kill9(proc)
+    drain = start_forwarder(cfg, "--once")
+    _, err = drain.communicate(timeout=120)
+    assert drain.returncode == 0, err.decode()
+
+    clean_cfg = config(tmp_path / "clean", root)  # the same blobs, read once, start to end
+    clean = start_forwarder(clean_cfg, "--once")
+    _, err = clean.communicate(timeout=120)
+    assert clean.returncode == 0, err.decode()
+
+    t = truth(writers)
+    for name, fmt, key in (("summary-ocsf.ndjson", "ocsf", TA_KEY), ("summary-ecs.ndjson", "ecs", NARROW_KEY)):
+        killed = lines(tmp_path / "run" / "out" / name)
+        once = lines(tmp_path / "clean" / "out" / name)
+        validate_lines(fmt, killed)
+        copies: dict[str, set[str]] = defaultdict(set)
+        for line in killed:
+            doc = parse_line(fmt, line)
+            copies[_id(doc, fmt)].add(line)
+        assert all(len(v) == 1 for v in copies.values()), f"{name}: an aggregate id came with different counts"
+        assert set(copies) == {_id(parse_line(fmt, line), fmt) for line in once}, f"{name}: other windows or keys"
+        check_sums([parse_line(fmt, next(iter(v))) for v in copies.values()], fmt, t, key)
+        print(f"{name}: kills={kills} aggregates={len(copies)} lines={len(killed)} tuples={len(t.events)}")
+
+
+def _id(doc: dict[str, Any], fmt: str) -> str:
+    return str(doc["event"]["id"] if fmt == "ecs" else doc["metadata"]["uid"])
+
+
+def test_convert_writes_only_what_a_filter_keeps(tmp_path: Path) -> None:
+    rules = tmp_path / "denied.toml"
+    rules.write_text('[[filter.include]]\ndecision = "denied"\n')
+    root = tmp_path / "flowlogs"
+    (w,) = nics(root, count=1)
+    for _ in range(5):
+        w.append_minute()
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-m", "forwarder", "convert", str(w.path), "--format", "ecs", "--filter", str(rules)],
+        capture_output=True,
+        timeout=60,
+    )
+    assert done.returncode == 0, done.stderr.decode()
+    docs = validate_lines("ecs", done.stdout.decode().splitlines())
+    assert docs and all(d["event"]["outcome"] == "failure" for d in docs)
+    assert json.loads(json.dumps(docs[0]))["event"]["type"][1] == "denied"
