@@ -132,10 +132,19 @@ def test_validate_accepts_a_good_config_and_expands_environment_variables(tmp_pa
     assert f"checkpoints: {tmp_path}/cp.json" in done.stdout.decode()
 
 
-def test_a_missing_environment_variable_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
-    done = nsg("validate", "--config", str(write_config(tmp_path, GOOD.format(root="${NOPE_NOT_SET}"))))
+def test_missing_environment_variables_are_reported_all_at_once_with_the_file_and_keys(tmp_path: Path) -> None:
+    config = write_config(tmp_path, GOOD.format(root="${NOPE_NOT_SET}"))
+    done = nsg("validate", "--config", str(config))
     assert done.returncode == 2
-    assert b"source.path: environment variable NOPE_NOT_SET is not set" in done.stderr
+    assert (
+        f"{config}: environment variable NOPE_NOT_SET is not set (used by source.path, checkpoint.path, sink[0].path)"
+    ) in done.stderr.decode()
+    body = GOOD.format(root=tmp_path) + '[[sink]]\ntype = "splunk_hec"\nurl = "${HEC_URL}"\ntoken = "${HEC_TOKEN}"\n'
+    done = nsg("validate", "--config", str(write_config(tmp_path, body)))
+    err = done.stderr.decode()
+    assert done.returncode == 2 and err.count("\n") == 1, err
+    both = "2 environment variables are not set: HEC_TOKEN (used by sink[1].token), HEC_URL (used by sink[1].url)"
+    assert both in err
 
 
 def test_run_once_then_checkpoints_show_and_reset(tmp_path: Path) -> None:
