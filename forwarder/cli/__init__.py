@@ -12,7 +12,15 @@ import sys
 from collections.abc import Sequence
 
 from forwarder import __version__
-from forwarder.cli import backfill_cmd, checkpoints_cmd, convert_cmd, run_cmd, sample_cmd, verify_cmd
+from forwarder.cli import (
+    backfill_cmd,
+    checkpoints_cmd,
+    convert_cmd,
+    run_cmd,
+    sample_cmd,
+    validate_cmd,
+    verify_cmd,
+)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -25,6 +33,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     run_cmd.register(sub)
+    validate_cmd.register(sub)
     convert_cmd.register(sub)
     backfill_cmd.register(sub)
     checkpoints_cmd.register(sub)

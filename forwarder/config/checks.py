@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from forwarder.config.paths import STDOUT
+from forwarder.fspaths import cannot_read, cannot_write
 from forwarder.ops.metrics import parse_listen
 from forwarder.sources.start import parse_start
 
@@ -77,46 +78,14 @@ def environment(cfg: Mapping[str, Any]) -> list[str]:
         elif not os.access(folder, os.R_OK | os.X_OK):
             problems.append(f"source.path: {folder} cannot be read by this user")
     for key, path in written_files(cfg):
-        why = _cannot_write(path)
+        why = cannot_write(path)
         if why:
             problems.append(f"{key}: {why}")
     tables = [("source", source)] + [(f"sink[{i}]", s) for i, s in enumerate(cfg.get("sink", []))]
     for where, table in tables:
         for key in TLS_KEYS:
             if table.get(key):
-                why = _cannot_read(Path(table[key]))
+                why = cannot_read(Path(table[key]))
                 if why:
                     problems.append(f"{where}.{key}: {why}")
     return problems
-
-
-def _cannot_read(path: Path) -> str:
-    if not path.exists():
-        return f"{path} does not exist"
-    if not path.is_file():
-        return f"{path} is not a file"
-    if not os.access(path, os.R_OK):
-        return f"{path} cannot be read by this user"
-    return ""
-
-
-def _cannot_write(path: Path) -> str:
-    """Why the forwarder could not create or replace ``path`` (it also needs to create files beside it:
-    temporary files, locks, rotated files), or "" if it can. Creates nothing."""
-    if path.is_dir():
-        return f"{path} is a folder; name a file in it"
-    folder = path.parent
-    if folder.is_dir():
-        if not os.access(folder, os.W_OK | os.X_OK):
-            return f"cannot create files in {folder} (no write permission for this user)"
-        if path.exists() and not os.access(path, os.W_OK):
-            return f"{path} is not writable by this user"
-        return ""
-    existing = folder
-    while not existing.exists() and existing != existing.parent:
-        existing = existing.parent
-    if not existing.is_dir():
-        return f"cannot create the folder {folder}: {existing} is a file, not a folder"
-    if not os.access(existing, os.W_OK | os.X_OK):
-        return f"cannot create the folder {folder}: no write permission in {existing} for this user"
-    return ""

@@ -169,9 +169,13 @@ class StorageRetry:
                     f"reason={message!r}{self.auth_hint}"
                 ) from None
             if is_transient(exc):
+                failed = (
+                    "Storage did not answer"
+                    if self.max_attempts == 1
+                    else f"Storage kept failing; gave up after {self.max_attempts} attempts"
+                )
                 raise SourceError(
-                    f"Storage kept failing; gave up after {self.max_attempts} attempts: source={self.identity} "
-                    f"what={what} {_status(exc)} reason={message!r}"
+                    f"{failed}: source={self.identity} what={what} {_status(exc)} reason={message!r}"
                 ) from None
             raise StorageRequestFailed(
                 f"Storage request failed: source={self.identity} what={what} {_status(exc)} reason={message!r}"

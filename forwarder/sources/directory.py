@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from forwarder.probe import Unreachable
 from forwarder.sources import blobpath
 from forwarder.sources.base import BlobGone, BlobRef, SourceError
 from forwarder.sources.blobpath import BLOB_FILE, HOUR
@@ -81,6 +82,14 @@ class DirectorySource:
 
     def close(self) -> None:
         pass
+
+    def probe(self) -> str:
+        """validate --connect: the folder is there and readable (it is not walked: it may hold years)."""
+        if not self.root.is_dir():
+            raise Unreachable(f"the source folder {self.root} does not exist or is not a folder")
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise Unreachable(f"the source folder {self.root} cannot be read by this user")
+        return f"the folder {self.root} is readable"
 
 
 def from_config(cfg: Mapping[str, Any]) -> DirectorySource:
