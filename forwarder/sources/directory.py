@@ -21,9 +21,19 @@ from forwarder.sources.start import parse_start
 
 
 class DirectorySource:
-    def __init__(self, root: Path, account: str = "local", container: str | None = None, start: datetime | None = None):
+    def __init__(
+        self,
+        root: Path,
+        account: str = "local",
+        container: str | None = None,
+        start: datetime | None = None,
+        latest: bool = False,
+    ):
         self.root = root
         self.start = start  # first run: hours before this are not read (start = <RFC 3339 time>)
+        # start = "latest": like the Azure source, the first discovery lists only the hours that can still
+        # change (the previous and the current one), so older hours stay unread and backfill can read them.
+        self._latest = latest and start is None
         self.account = account
         # With container folders under root, blob names carry their container ("insights-logs-.../resourceId=...").
         self.container = container or root.name
@@ -36,6 +46,10 @@ class DirectorySource:
             return False
 
     def discover(self) -> Iterator[BlobRef]:
+        if self._latest:
+            self._latest = False
+            if self.start is None:  # not set from checkpoints by a restarted service
+                self.start = blobpath.floor_hour(datetime.now(UTC)) - HOUR
         return self._walk(self.start, None)
 
     def backlog(self, since: datetime, until: datetime) -> Iterator[BlobRef]:
@@ -96,5 +110,9 @@ def from_config(cfg: Mapping[str, Any]) -> DirectorySource:
     start = parse_start(cfg.get("start", "earliest"))
     since = start if isinstance(start, datetime) else None
     return DirectorySource(
-        Path(cfg["path"]), account=cfg.get("account", "local"), container=cfg.get("container"), start=since
+        Path(cfg["path"]),
+        account=cfg.get("account", "local"),
+        container=cfg.get("container"),
+        start=since,
+        latest=start == "latest",
     )
