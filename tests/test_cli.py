@@ -213,14 +213,43 @@ def test_every_command_has_help() -> None:
 
 
 def test_sample_writes_the_container_layout(tmp_path: Path) -> None:
-    done = nsg("sample", str(tmp_path), "--hours", "1", "--tuples-per-minute", "3")
+    done = nsg("sample", str(tmp_path), "--hours", "1", "--tuples-per-minute", "3", "--start", "2026-11-25T09:40:00Z")
     assert done.returncode == 0
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("PT1H.json"))
     assert len(files) == 4
     assert any(f.startswith("insights-logs-networksecuritygroupflowevent/resourceId=/SUBSCRIPTIONS/") for f in files)
     assert any(f.startswith("insights-logs-flowlogflowevent/flowLogResourceID=/") for f in files)
+    assert all("/y=2026/m=11/d=25/h=09/" in f for f in files)
     first = json.loads((tmp_path / files[0]).read_text())
     assert len(first["records"]) == 60
+    again = tmp_path / "again"
+    nsg("sample", str(again), "--hours", "1", "--tuples-per-minute", "3", "--start", "2026-11-25T09:00:00Z")
+    assert (again / files[0]).read_bytes() == (tmp_path / files[0]).read_bytes()  # seeded: the same bytes
+
+
+def test_sample_defaults_to_the_most_recent_complete_hours(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    before = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    done = nsg("sample", str(tmp_path), "--hours", "2", "--tuples-per-minute", "1")
+    after = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    assert done.returncode == 0, done.stderr
+    hours = {p.parts[-7:-3] for p in tmp_path.rglob("PT1H.json")}
+    expected = [
+        {
+            (f"y={h:%Y}", f"m={h:%m}", f"d={h:%d}", f"h={h:%H}")
+            for h in (now - timedelta(hours=2), now - timedelta(hours=1))
+        }
+        for now in (before, after)
+    ]
+    assert hours in expected, hours
+
+
+@pytest.mark.parametrize("args", [["--hours", "0"], ["--hours", "-1"], ["--tuples-per-minute", "0"]])
+def test_sample_refuses_counts_that_are_not_positive(tmp_path: Path, args: list[str]) -> None:
+    done = nsg("sample", str(tmp_path), *args)
+    assert done.returncode == 2
+    assert b"must be 1 or more" in done.stderr and not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("fmt", ["ecs", "cef", "ocsf"])
