@@ -206,10 +206,32 @@ def test_a_second_process_on_the_same_checkpoint_file_is_refused(tmp_path: Path)
 
 
 def test_every_command_has_help() -> None:
-    for cmd in ["run", "validate", "convert", "backfill", "checkpoints", "sample"]:
+    for cmd in ["run", "validate", "convert", "backfill", "checkpoints", "sample", "verify-archive"]:
         done = nsg(cmd, "--help")
         assert done.returncode == 0 and b"usage: nsg-forwarder " + cmd.encode() in done.stdout
     assert nsg().returncode == 2
+    version = nsg("--version")
+    assert version.returncode == 0 and version.stdout.decode().startswith("nsg-forwarder ")
+
+
+def test_every_command_and_option_says_what_it_is_for() -> None:
+    import argparse
+
+    from forwarder.cli import build_parser
+
+    def missing(parser: argparse.ArgumentParser, path: list[str]) -> list[str]:
+        out = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helped = {a.dest for a in action._choices_actions if a.help}
+                for name, sub in action.choices.items():
+                    out += [] if name in helped else [" ".join([*path, name])]
+                    out += missing(sub, [*path, name])
+            elif action.help != argparse.SUPPRESS and not action.help:
+                out.append(" ".join([*path, *(action.option_strings or [action.dest])]))
+        return out
+
+    assert missing(build_parser(), ["nsg-forwarder"]) == []
 
 
 def test_sample_writes_the_container_layout(tmp_path: Path) -> None:
@@ -264,3 +286,38 @@ def test_a_byte_that_is_not_utf8_in_a_name_does_not_stop_any_format(tmp_path: Pa
     assert len(lines) == 8
     docs = validate_lines(fmt, lines)
     assert "\ufffd" in str(docs)  # shown as the replacement character, not dropped
+
+
+def test_relative_paths_mean_the_same_files_whatever_the_current_directory(tmp_path: Path) -> None:
+    """Paths are relative to the config's folder: a run from elsewhere finds the same checkpoints and sends
+    nothing again, and the source identity (part of every event id) does not change."""
+    import os
+
+    write_blob(tmp_path / "logs", BlobSpec(minutes=2, tuples_per_minute=5))
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    container = "../logs/insights-logs-networksecuritygroupflowevent"
+    config = write_config(etc, GOOD.replace('path = "{root}"', f'path = "{container}"').replace("{root}/", ""))
+    first = subprocess.run(
+        [sys.executable, "-m", "forwarder", "run", "--config", str(config), "--once"],
+        cwd="/",
+        capture_output=True,
+        timeout=120,
+        env=os.environ,
+    )
+    assert first.returncode == 0, first.stderr
+    out = etc / "out.ndjson"
+    ids = [json.loads(line)["event"]["id"] for line in out.read_text().splitlines()]
+    assert len(ids) == 10
+    second = subprocess.run(
+        [sys.executable, "-m", "forwarder", "run", "--config", "c.toml", "--once"],
+        cwd=etc,
+        capture_output=True,
+        timeout=120,
+        env=os.environ,
+    )
+    assert second.returncode == 0, second.stderr
+    assert len(out.read_text().splitlines()) == 10  # the same checkpoint file: nothing sent twice
+    shown = nsg("checkpoints", "show", "--config", str(config)).stdout.decode()
+    assert "local/insights-logs-networksecuritygroupflowevent/resourceId=" in shown
+    assert not (Path("/") / "out.ndjson").exists()
