@@ -12,7 +12,12 @@ import pytest
 from forwarder.config.loader import ConfigError, load_config, world_readable_secret
 
 REPO = Path(__file__).resolve().parents[1]
-ENV = {"AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true", "HEC_TOKEN": "t", "ES_API_KEY": "k"}
+ENV = {
+    "AZURE_STORAGE_CONNECTION_STRING": "UseDevelopmentStorage=true",
+    "HEC_TOKEN": "t",
+    "HEC_URL": "https://splunk.example.net:8088",
+    "ES_API_KEY": "k",
+}
 
 
 @pytest.mark.parametrize("example", sorted((REPO / "examples").glob("*.toml")), ids=lambda p: p.name)
