@@ -68,8 +68,8 @@ def run(args: argparse.Namespace) -> int:
         return 1
     size = sum(p.stat().st_size for p in paths)
     first, last = specs[0].hour, specs[-1].hour
-    print(
-        f"Wrote {len(paths)} PT1H.json files ({size / 1e6:.1f} MB) under {args.folder}, hours "
-        f"{first:%Y-%m-%dT%H:00Z} to {last:%Y-%m-%dT%H:00Z}"
+    hours = (
+        f"hour {first:%Y-%m-%dT%H:00Z}" if first == last else f"hours {first:%Y-%m-%dT%H:00Z} to {last:%Y-%m-%dT%H:00Z}"
     )
+    print(f"Wrote {len(paths)} PT1H.json files ({size / 1e6:.1f} MB) under {args.folder}, {hours}")
     return 0
