@@ -3,7 +3,7 @@
 
 FROM python:3.11-slim-bookworm AS build
 WORKDIR /src
-COPY pyproject.toml README.md ./
+COPY pyproject.toml README.md LICENSE CHANGELOG.md ./
 COPY forwarder ./forwarder
 COPY schemas ./schemas
 RUN python -m venv /opt/nsg-forwarder \

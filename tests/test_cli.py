@@ -132,10 +132,19 @@ def test_validate_accepts_a_good_config_and_expands_environment_variables(tmp_pa
     assert f"checkpoints: {tmp_path}/cp.json" in done.stdout.decode()
 
 
-def test_a_missing_environment_variable_is_a_config_error_naming_the_key(tmp_path: Path) -> None:
-    done = nsg("validate", "--config", str(write_config(tmp_path, GOOD.format(root="${NOPE_NOT_SET}"))))
+def test_missing_environment_variables_are_reported_all_at_once_with_the_file_and_keys(tmp_path: Path) -> None:
+    config = write_config(tmp_path, GOOD.format(root="${NOPE_NOT_SET}"))
+    done = nsg("validate", "--config", str(config))
     assert done.returncode == 2
-    assert b"source.path: environment variable NOPE_NOT_SET is not set" in done.stderr
+    assert (
+        f"{config}: environment variable NOPE_NOT_SET is not set (used by source.path, checkpoint.path, sink[0].path)"
+    ) in done.stderr.decode()
+    body = GOOD.format(root=tmp_path) + '[[sink]]\ntype = "splunk_hec"\nurl = "${HEC_URL}"\ntoken = "${HEC_TOKEN}"\n'
+    done = nsg("validate", "--config", str(write_config(tmp_path, body)))
+    err = done.stderr.decode()
+    assert done.returncode == 2 and err.count("\n") == 1, err
+    both = "2 environment variables are not set: HEC_TOKEN (used by sink[1].token), HEC_URL (used by sink[1].url)"
+    assert both in err
 
 
 def test_run_once_then_checkpoints_show_and_reset(tmp_path: Path) -> None:
@@ -197,21 +206,72 @@ def test_a_second_process_on_the_same_checkpoint_file_is_refused(tmp_path: Path)
 
 
 def test_every_command_has_help() -> None:
-    for cmd in ["run", "validate", "convert", "backfill", "checkpoints", "sample"]:
+    for cmd in ["run", "validate", "convert", "backfill", "checkpoints", "sample", "verify-archive"]:
         done = nsg(cmd, "--help")
         assert done.returncode == 0 and b"usage: nsg-forwarder " + cmd.encode() in done.stdout
     assert nsg().returncode == 2
+    version = nsg("--version")
+    assert version.returncode == 0 and version.stdout.decode().startswith("nsg-forwarder ")
+
+
+def test_every_command_and_option_says_what_it_is_for() -> None:
+    import argparse
+
+    from forwarder.cli import build_parser
+
+    def missing(parser: argparse.ArgumentParser, path: list[str]) -> list[str]:
+        out = []
+        for action in parser._actions:
+            if isinstance(action, argparse._SubParsersAction):
+                helped = {a.dest for a in action._choices_actions if a.help}
+                for name, sub in action.choices.items():
+                    out += [] if name in helped else [" ".join([*path, name])]
+                    out += missing(sub, [*path, name])
+            elif action.help != argparse.SUPPRESS and not action.help:
+                out.append(" ".join([*path, *(action.option_strings or [action.dest])]))
+        return out
+
+    assert missing(build_parser(), ["nsg-forwarder"]) == []
 
 
 def test_sample_writes_the_container_layout(tmp_path: Path) -> None:
-    done = nsg("sample", str(tmp_path), "--hours", "1", "--tuples-per-minute", "3")
+    done = nsg("sample", str(tmp_path), "--hours", "1", "--tuples-per-minute", "3", "--start", "2026-11-25T09:40:00Z")
     assert done.returncode == 0
     files = sorted(p.relative_to(tmp_path).as_posix() for p in tmp_path.rglob("PT1H.json"))
     assert len(files) == 4
     assert any(f.startswith("insights-logs-networksecuritygroupflowevent/resourceId=/SUBSCRIPTIONS/") for f in files)
     assert any(f.startswith("insights-logs-flowlogflowevent/flowLogResourceID=/") for f in files)
+    assert all("/y=2026/m=11/d=25/h=09/" in f for f in files)
     first = json.loads((tmp_path / files[0]).read_text())
     assert len(first["records"]) == 60
+    again = tmp_path / "again"
+    nsg("sample", str(again), "--hours", "1", "--tuples-per-minute", "3", "--start", "2026-11-25T09:00:00Z")
+    assert (again / files[0]).read_bytes() == (tmp_path / files[0]).read_bytes()  # seeded: the same bytes
+
+
+def test_sample_defaults_to_the_most_recent_complete_hours(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    before = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    done = nsg("sample", str(tmp_path), "--hours", "2", "--tuples-per-minute", "1")
+    after = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    assert done.returncode == 0, done.stderr
+    hours = {p.parts[-7:-3] for p in tmp_path.rglob("PT1H.json")}
+    expected = [
+        {
+            (f"y={h:%Y}", f"m={h:%m}", f"d={h:%d}", f"h={h:%H}")
+            for h in (now - timedelta(hours=2), now - timedelta(hours=1))
+        }
+        for now in (before, after)
+    ]
+    assert hours in expected, hours
+
+
+@pytest.mark.parametrize("args", [["--hours", "0"], ["--hours", "-1"], ["--tuples-per-minute", "0"]])
+def test_sample_refuses_counts_that_are_not_positive(tmp_path: Path, args: list[str]) -> None:
+    done = nsg("sample", str(tmp_path), *args)
+    assert done.returncode == 2
+    assert b"must be 1 or more" in done.stderr and not list(tmp_path.iterdir())
 
 
 @pytest.mark.parametrize("fmt", ["ecs", "cef", "ocsf"])
@@ -226,3 +286,38 @@ def test_a_byte_that_is_not_utf8_in_a_name_does_not_stop_any_format(tmp_path: Pa
     assert len(lines) == 8
     docs = validate_lines(fmt, lines)
     assert "\ufffd" in str(docs)  # shown as the replacement character, not dropped
+
+
+def test_relative_paths_mean_the_same_files_whatever_the_current_directory(tmp_path: Path) -> None:
+    """Paths are relative to the config's folder: a run from elsewhere finds the same checkpoints and sends
+    nothing again, and the source identity (part of every event id) does not change."""
+    import os
+
+    write_blob(tmp_path / "logs", BlobSpec(minutes=2, tuples_per_minute=5))
+    etc = tmp_path / "etc"
+    etc.mkdir()
+    container = "../logs/insights-logs-networksecuritygroupflowevent"
+    config = write_config(etc, GOOD.replace('path = "{root}"', f'path = "{container}"').replace("{root}/", ""))
+    first = subprocess.run(
+        [sys.executable, "-m", "forwarder", "run", "--config", str(config), "--once"],
+        cwd="/",
+        capture_output=True,
+        timeout=120,
+        env=os.environ,
+    )
+    assert first.returncode == 0, first.stderr
+    out = etc / "out.ndjson"
+    ids = [json.loads(line)["event"]["id"] for line in out.read_text().splitlines()]
+    assert len(ids) == 10
+    second = subprocess.run(
+        [sys.executable, "-m", "forwarder", "run", "--config", "c.toml", "--once"],
+        cwd=etc,
+        capture_output=True,
+        timeout=120,
+        env=os.environ,
+    )
+    assert second.returncode == 0, second.stderr
+    assert len(out.read_text().splitlines()) == 10  # the same checkpoint file: nothing sent twice
+    shown = nsg("checkpoints", "show", "--config", str(config)).stdout.decode()
+    assert "local/insights-logs-networksecuritygroupflowevent/resourceId=" in shown
+    assert not (Path("/") / "out.ndjson").exists()

@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 from dataclasses import replace
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import orjson
@@ -29,8 +28,9 @@ from tests.support.formats import (
     make_context,
     make_event,
 )
+from tests.support.reference import reference
 
-ECS_FLAT = Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "ecs" / "ecs_flat-9.4.0.yml"
+ECS_FLAT = reference("ecs/ecs_flat-9.4.0.yml")
 
 
 @pytest.mark.parametrize("case", GOLDEN_CASES)
@@ -314,8 +314,6 @@ def schema_leaves(schema: dict[str, Any], node: dict[str, Any], prefix: str = ""
 
 
 def test_every_non_azure_field_exists_in_ecs_with_a_compatible_type() -> None:
-    if not ECS_FLAT.exists():
-        pytest.skip(f"the ECS reference is missing: {ECS_FLAT}")
     ecs = yaml.load(ECS_FLAT.read_text(), Loader=getattr(yaml, "CSafeLoader", yaml.SafeLoader))
     schema = json.loads((SCHEMAS / "ecs.schema.json").read_text())
     leaves = schema_leaves(schema, schema)

@@ -1,14 +1,24 @@
-"""The template unit (one instance per container) keeps every hardening setting of the main unit."""
+"""The systemd units: the template (one instance per container) keeps every hardening setting of the main
+unit, and both pass ``systemd-analyze verify``.
+
+``verify`` also checks that ExecStart's program exists. On a developer's machine nothing is installed under
+/opt/nsg-forwarder, so the units are verified with that path pointing at the nsg-forwarder of the running
+environment instead; CI installs the package where the README says (``.ci/run``) and sets
+NSG_FORWARDER_CHECK_INSTALLED_UNITS=1, and then the units are verified exactly as shipped.
+"""
 
 from __future__ import annotations
 
+import os
 import shutil
 import subprocess
+import sys
 from pathlib import Path
 
 import pytest
 
 UNITS = Path(__file__).resolve().parents[1] / "systemd"
+INSTALLED = "/opt/nsg-forwarder/bin/nsg-forwarder"
 # What an instance changes: its name, its config and environment files, its state and log folders.
 PER_INSTANCE = {"Description", "EnvironmentFile", "ExecStartPre", "ExecStart", "StateDirectory", "LogsDirectory"}
 
@@ -34,11 +44,39 @@ def test_the_template_differs_from_the_main_unit_only_per_instance() -> None:
     assert template["EnvironmentFile"] == [*main["EnvironmentFile"], "-/etc/default/nsg-forwarder-%i"]
 
 
-def test_the_units_verify_without_warnings() -> None:
+def _units_to_verify(tmp_path: Path) -> list[Path]:
+    shipped = [UNITS / "nsg-forwarder.service", UNITS / "nsg-forwarder@.service"]
+    if os.environ.get("NSG_FORWARDER_CHECK_INSTALLED_UNITS") == "1":
+        return shipped
+    here = Path(sys.prefix) / "bin" / "nsg-forwarder"
+    assert here.exists(), f"{here} is missing: install the package into this environment (pip install -e .)"
+    copies = []
+    for unit in shipped:
+        copy = tmp_path / unit.name
+        copy.write_text(unit.read_text().replace(INSTALLED, str(here)))
+        copies.append(copy)
+    return copies
+
+
+def test_the_units_verify_without_warnings(tmp_path: Path) -> None:
     if shutil.which("systemd-analyze") is None:
         pytest.skip("systemd-analyze is not installed (Debian package systemd)")
-    for unit in ("nsg-forwarder.service", "nsg-forwarder@.service"):
-        done = subprocess.run(
-            ["systemd-analyze", "verify", str(UNITS / unit)], capture_output=True, text=True, timeout=60
-        )
+    for unit in _units_to_verify(tmp_path):
+        done = subprocess.run(["systemd-analyze", "verify", str(unit)], capture_output=True, text=True, timeout=60)
         assert done.returncode == 0 and not done.stdout.strip() and not done.stderr.strip(), done.stderr
+
+
+def test_the_documentation_the_units_point_to_is_installed_by_pip() -> None:
+    """Documentation= names files the wheel puts under the venv's share/doc (see pyproject.toml)."""
+    pyproject = (UNITS.parent / "pyproject.toml").read_text()
+    for unit in ("nsg-forwarder.service", "nsg-forwarder@.service"):
+        for uri in settings(UNITS / unit)["Documentation"]:
+            for target in uri.split():
+                if not target.startswith("file:"):
+                    continue
+                path = target.removeprefix("file:")
+                assert path.startswith("/opt/nsg-forwarder/share/doc/nsg-forwarder/"), target
+                relative = path.removeprefix("/opt/nsg-forwarder/")
+                assert f'= "{relative}"' in pyproject, f"{relative} is not in the wheel's shared-data"
+                if os.environ.get("NSG_FORWARDER_CHECK_INSTALLED_UNITS") == "1":
+                    assert Path(path).is_file(), f"{path} was not installed"

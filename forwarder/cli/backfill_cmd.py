@@ -8,12 +8,13 @@ import signal
 import sys
 import threading
 import time
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import FrameType
 from typing import Any
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from forwarder.checkpoints.store import CheckpointError, CheckpointStore
 from forwarder.cli.common import load_or_report
@@ -21,16 +22,24 @@ from forwarder.config.build import build_service, checkpoint_path
 from forwarder.logsetup import setup_logging
 from forwarder.sinks.base import SinkFatal
 from forwarder.sources.base import BlobRef, SourceError
-from forwarder.sources.start import parse_start
+from forwarder.sources.start import parse_time
 
 log = logging.getLogger("forwarder.backfill")
+_UNITS = {"m": timedelta(minutes=1), "h": timedelta(hours=1), "d": timedelta(days=1)}
+TIME_FORMS = "an RFC 3339 time such as 2026-11-01T00:00:00Z, or a time before now such as 90m, 6h or 2d"
 
 
 def _time(value: str) -> datetime:
-    parsed = parse_start(value)
-    if not isinstance(parsed, datetime):
-        raise argparse.ArgumentTypeError(f"expected an RFC 3339 time such as 2026-11-01T00:00:00Z, got {value!r}")
-    return parsed
+    """--since / --until: an RFC 3339 time with its offset, or a duration before now ("6h")."""
+    text = value.strip()
+    if text[:-1].isdigit() and text[-1:].lower() in _UNITS:
+        return datetime.now(UTC) - int(text[:-1]) * _UNITS[text[-1:].lower()]
+    if not text[:4].isdigit() or "-" not in text:
+        raise argparse.ArgumentTypeError(f"expected {TIME_FORMS}, got {value!r}")
+    try:
+        return parse_time(text, "time")
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc).removeprefix("time: ")) from None
 
 
 def register(sub: Any) -> None:
@@ -41,9 +50,11 @@ def register(sub: Any) -> None:
         "sinks, sharing the service's checkpoints: what was already delivered is skipped, and the service "
         "will not send it again. Safe to interrupt and run again.",
     )
-    p.add_argument("--config", "-c", required=True, type=Path)
-    p.add_argument("--since", required=True, type=_time, help="first hour, RFC 3339 (2026-11-01T00:00:00Z)")
-    p.add_argument("--until", type=_time, help="end of the range, exclusive (default: now)")
+    p.add_argument("--config", "-c", required=True, type=Path, help="the TOML config file")
+    p.add_argument(
+        "--since", required=True, type=_time, help=f"start of the range (its hour is included): {TIME_FORMS}"
+    )
+    p.add_argument("--until", type=_time, help="end of the range, exclusive (default: now); same forms as --since")
     p.set_defaults(handler=run)
 
 
@@ -51,9 +62,19 @@ def run(args: argparse.Namespace) -> int:
     cfg = load_or_report(args.config)
     if cfg is None:
         return 2
-    until = args.until or datetime.now(UTC)
+    now = datetime.now(UTC)
+    if args.since > now:
+        print(
+            f"nsg-forwarder backfill: --since {args.since.isoformat()} is in the future; nothing to forward yet",
+            file=sys.stderr,
+        )
+        return 2
+    until = args.until or now
     if until <= args.since:
-        print("nsg-forwarder backfill: --until must be after --since", file=sys.stderr)
+        print(
+            f"nsg-forwarder backfill: --until {until.isoformat()} must be after --since {args.since.isoformat()}",
+            file=sys.stderr,
+        )
         return 2
     setup_logging(cfg.get("log", {}).get("level", "info"), cfg.get("log", {}).get("format", "auto"))
     stop = threading.Event()
@@ -93,7 +114,8 @@ def run(args: argparse.Namespace) -> int:
             state["done"] += 1
             state["bytes"] += size
             bar.update(size)
-            bar.set_postfix(blobs=f"{state['done']}/{len(blobs)}", events=service.stats.events_delivered)
+            # Strings: tqdm shows numbers in its short form, and 90000 events as "9e+4".
+            bar.set_postfix(blobs=f"{state['done']}/{len(blobs)}", events=f"{service.stats.events_delivered:,}")
             now = time.monotonic()
             if not tty and (now - state["last"] >= 10 or state["done"] == len(blobs)):
                 state["last"] = now
@@ -109,7 +131,9 @@ def run(args: argparse.Namespace) -> int:
                     eta,
                 )
 
-        service.backfill(blobs, progress)
+        # Log lines go above the bar instead of through it.
+        with logging_redirect_tqdm():
+            service.backfill(blobs, progress)
         bar.close()
     except (SinkFatal, SourceError, CheckpointError) as exc:
         log.error("Backfill stopped: %s", exc)

@@ -8,9 +8,21 @@ import time
 from pathlib import Path
 from typing import Any
 
-from forwarder.checkpoints.store import CheckpointCorrupt, CheckpointError, CheckpointStore
+from forwarder.checkpoints.store import BlobCheckpoint, CheckpointCorrupt, CheckpointError, CheckpointStore
 from forwarder.cli.common import load_or_report
 from forwarder.config.build import checkpoint_path
+from forwarder.sources.blobpath import LAYOUT_ROOTS
+
+CONTAINER_FOLDER = "insights-logs-"  # a directory source with container folders keeps them in blob names
+LEGEND = (
+    "state: complete = read to the closing ]} at that size; open = delivered up to offset, the rest is read when "
+    "the blob grows (no closing ]} seen yet, or the service is reading it); not-a-flow-log = skipped until it changes"
+)
+
+_PREFIX_HELP = (
+    "only blobs whose name starts with this, e.g. resourceId=/SUBSCRIPTIONS/<id>/RESOURCEGROUPS/<rg>/ "
+    "(with or without the leading <account>/<container>/ of the keys)"
+)
 
 
 def register(sub: Any) -> None:
@@ -21,20 +33,41 @@ def register(sub: Any) -> None:
         "(deterministic event ids let Elasticsearch and any SIEM drop the replayed duplicates).",
     )
     actions = p.add_subparsers(dest="action", required=True, metavar="ACTION")
-    show = actions.add_parser("show", help="list blobs with offset, size and delivered events")
-    show.add_argument("--config", "-c", required=True, type=Path)
-    show.add_argument("--prefix", default="", help="only blobs whose key starts with this")
+    show = actions.add_parser(
+        "show",
+        help="list blobs with offset, size, delivered events and state",
+        description="List every blob in the checkpoint file: the byte offset delivered to every sink, the size "
+        f"it had when read to its end, the events delivered from it and its state. {LEGEND}.",
+    )
+    show.add_argument("--config", "-c", required=True, type=Path, help="the TOML config file")
+    show.add_argument("--prefix", default="", help=_PREFIX_HELP)
     show.set_defaults(handler=_show)
     reset = actions.add_parser(
         "reset",
         help="forget checkpoints (all, or those matching --prefix); a corrupt file is moved aside",
         description="Forget checkpoints so that the next run reads those blobs again from the configured start. "
-        "A corrupt checkpoint file is renamed to <file>.corrupt-<time> rather than deleted.",
+        "A corrupt checkpoint file is renamed to <file>.corrupt-<time> rather than deleted. Asks for confirmation "
+        "on a terminal; without a terminal (ssh without -t, cron, a pipe) it needs --yes.",
     )
-    reset.add_argument("--config", "-c", required=True, type=Path)
-    reset.add_argument("--prefix", default="", help="only blobs whose key starts with this (default: all)")
-    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation")
+    reset.add_argument("--config", "-c", required=True, type=Path, help="the TOML config file")
+    reset.add_argument("--prefix", default="", help=_PREFIX_HELP + " (default: all)")
+    reset.add_argument("--yes", action="store_true", help="do not ask for confirmation (needed without a terminal)")
     reset.set_defaults(handler=_reset)
+
+
+def matches(key: str, prefix: str) -> bool:
+    """Whether a checkpoint key ("<account>/<container>/<blob name>") is selected by ``prefix``: a prefix of
+    the whole key, or of the blob name within it, so that users need not know how the key starts."""
+    if key.startswith(prefix):
+        return True
+    starts = [key.find(root) for root in (*LAYOUT_ROOTS, CONTAINER_FOLDER)]
+    return any(at > 0 and key[at:].startswith(prefix) for at in starts)
+
+
+def state_of(cp: BlobCheckpoint) -> str:
+    if cp.etag and not cp.head:
+        return "not-a-flow-log"  # reported once; remembered by etag so it is not reported on every poll
+    return "complete" if cp.etag else "open"
 
 
 def _path(args: argparse.Namespace) -> Path | None:
@@ -46,17 +79,29 @@ def _show(args: argparse.Namespace) -> int:
     path = _path(args)
     if path is None:
         return 2
+    if not path.exists():
+        print(f"No checkpoint file at {path} yet: nothing has been delivered with this config.")
+        return 0
     try:
         store = CheckpointStore.load(path)
     except CheckpointError as exc:
         print(f"nsg-forwarder: {exc}", file=sys.stderr)
         return 1
-    rows = [(k, cp) for k, cp in store.items() if k.startswith(args.prefix)]
-    print(f"{len(rows)} blobs in {path}")
+    everything = store.items()
+    rows = [(k, cp) for k, cp in everything if matches(k, args.prefix)]
+    scope = f" matching {args.prefix!r}" if args.prefix else ""
+    print(f"{len(rows)} blobs{scope} in {path} ({len(everything)} in all)")
+    if store.horizon:
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(store.horizon))
+        print(f"Blobs of hours before {when} were read to the end and forgotten ([checkpoint] retain_days).")
+    if args.prefix and not rows and everything:
+        print(f"No key starts with {args.prefix!r}; keys look like: {everything[0][0]}", file=sys.stderr)
+    if rows:
+        print(LEGEND)
     for key, cp in rows:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(cp.updated)) if cp.updated else "-"
-        state = "complete" if cp.etag else "reading"
-        print(f"{key}\toffset={cp.offset}\tsize={cp.size}\tevents={cp.events}\t{state}\tupdated={when}")
+        size = cp.size if cp.etag else "-"
+        print(f"{key}\toffset={cp.offset}\tsize={size}\tevents={cp.events}\t{state_of(cp)}\tupdated={when}")
     return 0
 
 
@@ -64,9 +109,18 @@ def _reset(args: argparse.Namespace) -> int:
     path = _path(args)
     if path is None:
         return 2
-    if not args.yes and sys.stdin.isatty():
-        scope = f"blobs starting with {args.prefix!r}" if args.prefix else "ALL blobs"
-        if input(f"Forget checkpoints of {scope} in {path}? Those blobs will be sent again. [y/N] ").lower() != "y":
+    scope = f"blobs starting with {args.prefix!r}" if args.prefix else "ALL blobs"
+    if not args.yes:
+        if not sys.stdin.isatty():
+            print(
+                f"nsg-forwarder checkpoints reset: refusing without --yes, since there is no terminal to ask on: "
+                f"this forgets the checkpoints of {scope} in {path}, and those blobs are sent again. Nothing changed.",
+                file=sys.stderr,
+            )
+            return 2
+        answer = input(f"Forget checkpoints of {scope} in {path}? Those blobs will be sent again. [y/N] ")
+        if answer.strip().lower() not in ("y", "yes"):
+            print("Nothing changed.")
             return 1
     try:
         store = CheckpointStore.open_exclusive(path)
@@ -78,7 +132,12 @@ def _reset(args: argparse.Namespace) -> int:
     except CheckpointError as exc:  # in use by another process, or unreadable
         print(f"nsg-forwarder: {exc}", file=sys.stderr)
         return 1
-    keys = [k for k, _ in store.items() if k.startswith(args.prefix)]
+    everything = store.items()
+    keys = [k for k, _ in everything if matches(k, args.prefix)]
+    if args.prefix and not keys:
+        example = f"; keys look like: {everything[0][0]}" if everything else ""
+        print(f"No checkpoint matches {args.prefix!r} in {path}: nothing changed{example}")
+        return 0
     for k in keys:
         store.remove(k)
     try:

@@ -24,13 +24,13 @@ def register(sub: Any) -> None:
     )
     p.add_argument("file", nargs="?", default="-", help="the PT1H.json to read, or - for stdin (default)")
     p.add_argument("--format", "-f", choices=FORMATS, default="ecs", help="output format (default: ecs)")
-    p.add_argument("--output", "-o", default="-", help="write events here instead of stdout")
+    p.add_argument("--output", "-o", default="-", help="write events to this file instead of stdout (replaced)")
     p.add_argument(
         "--source-id",
         help="identity used for deterministic event ids (default: the file path as given); use "
         "'<account>/<container>/<blob name>' to get the ids a live run gives",
     )
-    p.add_argument("--strict", action="store_true", help="exit 3 if any input was skipped")
+    p.add_argument("--strict", action="store_true", help="exit 3 if any input was skipped (for scripts and CI)")
     p.add_argument("--chunk-bytes", type=int, default=1 << 20, help=argparse.SUPPRESS)
     p.set_defaults(handler=run)
 
@@ -45,7 +45,18 @@ def run(args: argparse.Namespace) -> int:
     except OSError as exc:
         print(f"nsg-forwarder convert: cannot read {args.file}: {exc.strerror}", file=sys.stderr)
         return 1
-    out: BinaryIO = sys.stdout.buffer if args.output == "-" else Path(args.output).open("wb")  # noqa: SIM115
+    if _is_gzip(stream):
+        shown = "the input" if args.file == "-" else args.file
+        unzip = "zcat FILE | nsg-forwarder convert -" if args.file == "-" else f"gunzip -k {args.file}"
+        print(f"nsg-forwarder convert: {shown} is gzip-compressed; decompress it first ({unzip})", file=sys.stderr)
+        return 1
+    try:
+        out: BinaryIO = sys.stdout.buffer if args.output == "-" else Path(args.output).open("wb")  # noqa: SIM115
+    except OSError as exc:
+        print(f"nsg-forwarder convert: cannot write {args.output}: {exc.strerror}", file=sys.stderr)
+        if stream is not sys.stdin.buffer:
+            stream.close()
+        return 1
     began = time.perf_counter()
     converter = FileConverter(stream, source, issues, args.chunk_bytes)
     events = 0
@@ -72,3 +83,9 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 3 if args.strict and issues.total else 0
+
+
+def _is_gzip(stream: BinaryIO) -> bool:
+    """Whether the input starts with gzip's magic bytes (looked at without consuming them)."""
+    peek = getattr(stream, "peek", None)
+    return peek is not None and bytes(peek(2))[:2] == b"\x1f\x8b"

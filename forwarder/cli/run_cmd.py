@@ -1,4 +1,4 @@
-"""``nsg-forwarder run`` (the service) and ``nsg-forwarder validate`` (check a config)."""
+"""``nsg-forwarder run``: the service (or one pass with ``--once``)."""
 
 from __future__ import annotations
 
@@ -6,7 +6,6 @@ import argparse
 import logging
 import os
 import signal
-import sys
 import threading
 import time
 from pathlib import Path
@@ -15,16 +14,13 @@ from typing import Any
 
 from forwarder.checkpoints.store import CheckpointError, CheckpointStore
 from forwarder.cli.common import config_error, load_or_report
-from forwarder.config.build import build_service, build_sinks, build_source, checkpoint_path, sink_names
+from forwarder.config.build import build_service, checkpoint_path, sink_names
 from forwarder.config.loader import ConfigError, world_readable_secret
 from forwarder.logsetup import setup_logging
 from forwarder.ops.metrics import HealthServer, MetricsListenError
 from forwarder.ops.notify import Notifier
 from forwarder.pipeline.service import Service
-from forwarder.pipeline.shard import Shard
 from forwarder.sinks.base import SinkFatal
-from forwarder.sinks.deadletter import DeadLetter
-from forwarder.sinks.retry import RetryPolicy
 from forwarder.sources.base import SourceError
 
 log = logging.getLogger("forwarder.run")
@@ -43,49 +39,6 @@ def register(sub: Any) -> None:
     p.add_argument("--config", "-c", required=True, type=Path, help="the TOML config file")
     p.add_argument("--once", action="store_true", help="deliver everything available now, save checkpoints, exit 0")
     p.set_defaults(handler=run)
-
-    v = sub.add_parser(
-        "validate",
-        help="check a config file and exit non-zero with the bad key if it is wrong",
-        description="Load the config, expand ${VARS}, check it against schemas/config.schema.json and build the "
-        "source and sinks without connecting. Exit 0 if usable, 2 with a message naming the key if not.",
-    )
-    v.add_argument("--config", "-c", required=True, type=Path, help="the TOML config file")
-    v.set_defaults(handler=validate)
-
-
-def validate(args: argparse.Namespace) -> int:
-    cfg = load_or_report(args.config)
-    if cfg is None:
-        return 2
-    try:
-        source = build_source(cfg)
-        sinks = build_sinks(cfg, DeadLetter(None), RetryPolicy())
-        shard = Shard.parse(cfg.get("service", {}).get("shard"))
-    except (ConfigError, SinkFatal, SourceError, ValueError) as exc:
-        config_error(f"{args.config}: {exc}")
-        return 2
-    if world_readable_secret(args.config, cfg):
-        print(
-            f"warning: {args.config} holds a secret and other users can read it; use ${{VAR}} or <key>_file, "
-            f"or chmod 600 it",
-            file=sys.stderr,
-        )
-    src = cfg["source"]
-    where = src.get("path") or src.get("container")
-    print(f"Config OK: {args.config}")
-    print(f"  source: {src['type']} {where} (identity {source.identity}, start {src.get('start', 'earliest')})")
-    print(f"  checkpoints: {checkpoint_path(cfg)}")
-    if shard is not None:
-        print(f"  shard: {shard} (this instance forwards one of {shard.count} shares of the NICs)")
-    for name, s in zip(sink_names(cfg), cfg["sink"], strict=True):
-        target = s.get("path") or s.get("url") or (f"{s.get('host')}:{s.get('port', '')}" if s.get("host") else "")
-        if s.get("endpoint"):  # azure_monitor: the DCR's stream at its ingestion endpoint
-            target = f"{s['endpoint']} {s.get('dcr_immutable_id')}/{s.get('stream', 'Custom-NsgFlowAsim')}"
-        fmt = s.get("format", "asim" if s["type"] == "azure_monitor" else "ecs")
-        print(f"  sink {name}: {fmt} -> {target}")
-    del sinks
-    return 0
 
 
 def run(args: argparse.Namespace) -> int:

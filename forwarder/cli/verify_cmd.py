@@ -15,7 +15,7 @@ def register(sub: Any) -> None:
         description="Check a file sink's archive directory against its MANIFEST.sha256: every listed file "
         "present with the recorded SHA-256, and no closed file left out of the manifest. Exit 0 if intact, 1 if not.",
     )
-    p.add_argument("directory", help="the directory holding the closed files and MANIFEST.sha256")
+    p.add_argument("directory", help="the folder holding the closed files and MANIFEST.sha256")
     p.set_defaults(handler=run)
 
 

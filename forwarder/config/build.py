@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from forwarder.checkpoints.store import CheckpointStore
+from forwarder.config.checks import checkpoint_file, dead_letter_file
 from forwarder.config.units import parse_size
 from forwarder.flowlog.issues import IssueLog
 from forwarder.pipeline.delivery import Delivery
@@ -31,11 +32,10 @@ SINK_MODULES = {
     "azure_monitor": "forwarder.sinks.azure_monitor",
 }
 SOURCE_MODULES = {"directory": "forwarder.sources.directory", "azure_blob": "forwarder.sources.azure_blob"}
-DEFAULT_CHECKPOINT = "/var/lib/nsg-forwarder/checkpoints.json"
 
 
 def checkpoint_path(cfg: Mapping[str, Any]) -> Path:
-    return Path(cfg.get("checkpoint", {}).get("path", DEFAULT_CHECKPOINT))
+    return checkpoint_file(cfg)
 
 
 def build_source(cfg: Mapping[str, Any], stop: threading.Event | None = None) -> BlobSource:
@@ -79,8 +79,7 @@ def build_sinks(cfg: Mapping[str, Any], dead_letter: DeadLetter, retry: RetryPol
 def build_service(
     cfg: Mapping[str, Any], stop: threading.Event, store: CheckpointStore, abort: threading.Event | None = None
 ) -> Service:
-    cp_path = checkpoint_path(cfg)
-    dl_path = Path(cfg.get("dead_letter", {}).get("path") or cp_path.with_name("dead-letter.ndjson"))
+    dl_path = dead_letter_file(cfg)
     retry_cfg = cfg.get("retry", {})
     retry = RetryPolicy(
         initial=float(retry_cfg.get("initial", 0.5)),

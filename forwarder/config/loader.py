@@ -11,16 +11,21 @@ import re
 import stat
 import tomllib
 from collections.abc import Mapping
+from datetime import date, datetime
 from functools import cache
 from pathlib import Path
 from typing import Any
 
 import jsonschema
 
+from forwarder.config.checks import consistency
+from forwarder.config.paths import resolve_relative
+
 SECRET_KEYS = frozenset(
     {"connection_string", "account_key", "sas_token", "token", "api_key", "password", "client_secret"}
 )
 _VAR = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)\}")
+_USERINFO = re.compile(r"([A-Za-z][A-Za-z0-9+.-]*://)[^/?#@\s]*@")
 
 
 class ConfigError(Exception):
@@ -49,21 +54,32 @@ def key_path(parts: Any) -> str:
     return out or "(top level)"
 
 
-def _expand(value: Any, where: list[str | int], env: Mapping[str, str]) -> Any:
+def _expand(value: Any, where: list[str | int], env: Mapping[str, str], missing: dict[str, list[str]]) -> Any:
+    """``value`` with every ${NAME} replaced; names not in ``env`` are collected in ``missing`` (name -> keys),
+    so that one run of ``validate`` lists them all."""
     if isinstance(value, str):
 
         def sub(m: re.Match[str]) -> str:
             name = m.group(1)
             if name not in env:
-                raise ConfigError(f"{key_path(where)}: environment variable {name} is not set")
+                missing.setdefault(name, []).append(key_path(where))
+                return m.group(0)
             return env[name]
 
         return _VAR.sub(sub, value)
     if isinstance(value, dict):
-        return {k: _expand(v, [*where, k], env) for k, v in value.items()}
+        return {k: _expand(v, [*where, k], env, missing) for k, v in value.items()}
     if isinstance(value, list):
-        return [_expand(v, [*where, i], env) for i, v in enumerate(value)]
+        return [_expand(v, [*where, i], env, missing) for i, v in enumerate(value)]
     return value
+
+
+def _missing_message(missing: dict[str, list[str]]) -> str:
+    if len(missing) == 1:
+        ((name, keys),) = missing.items()
+        return f"environment variable {name} is not set (used by {', '.join(keys)})"
+    listed = ", ".join(f"{name} (used by {', '.join(keys)})" for name, keys in sorted(missing.items()))
+    return f"{len(missing)} environment variables are not set: {listed}"
 
 
 def _read_secret_files(table: dict[str, Any], where: list[str | int]) -> None:
@@ -85,7 +101,25 @@ def _read_secret_files(table: dict[str, Any], where: list[str | int]) -> None:
                     _read_secret_files(item, [*where, key, i])
 
 
+def _shown(value: Any) -> str:
+    """A value as a message may show it: a URL's user:password@ is never repeated."""
+    if isinstance(value, str):
+        return repr(_USERINFO.sub(r"\1<user:password>@", value))
+    return repr(value)
+
+
 def _message(error: jsonschema.ValidationError) -> str:
+    schema = error.schema if isinstance(error.schema, dict) else {}
+    expected = schema.get("x-expected")
+    if error.validator == "not" and isinstance(error.validator_value, dict):
+        expected = error.validator_value.get("x-expected", expected)
+    where = error.absolute_path[-1] if error.absolute_path else ""
+    if isinstance(where, str) and where in SECRET_KEYS:
+        return f"not valid ({error.validator}); the value is a secret and not shown" + (
+            f": expected {expected}" if expected else ""
+        )
+    if expected and error.validator in ("pattern", "oneOf", "anyOf", "not", "format", "type", "minLength"):
+        return f"expected {expected}, got {_shown(error.instance)}"
     if error.validator == "additionalProperties":
         schema = error.schema if isinstance(error.schema, dict) else {}
         known = sorted(schema.get("properties", {}))
@@ -95,6 +129,8 @@ def _message(error: jsonschema.ValidationError) -> str:
         return error.message.replace("is a required property", "is required")
     if error.validator in ("enum", "const"):
         return f"{error.instance!r} is not allowed here (expected {error.message.split('is not one of ')[-1]})"
+    if error.validator == "pattern":
+        return f"{_shown(error.instance)} does not have the expected form ({error.validator_value})"
     return error.message
 
 
@@ -106,18 +142,47 @@ def validate(doc: dict[str, Any], origin: str) -> None:
         raise ConfigError(f"{origin}: {key_path(best.absolute_path)}: {_message(best)}")
 
 
-def load_config(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+def read_text(path: Path) -> str:
+    """The config file's text; ConfigError (naming the file) if it is missing, unreadable or not UTF-8."""
     try:
-        raw = tomllib.loads(path.read_text())
+        data = path.read_bytes()
     except FileNotFoundError as exc:
         raise ConfigError(f"Config file not found: {path}") from exc
+    except IsADirectoryError as exc:
+        raise ConfigError(f"{path} is a folder, not a config file") from exc
     except OSError as exc:
         raise ConfigError(f"Cannot read config file {path}: {exc.strerror}") from exc
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data[: exc.start].count(b"\n") + 1
+        raise ConfigError(
+            f"{path}: not UTF-8 text (byte 0x{data[exc.start]:02x} on line {line}); TOML files are UTF-8: "
+            "save it as UTF-8 (iconv -f LATIN1 -t UTF-8, or your editor's encoding setting)"
+        ) from None
+
+
+def load_config(path: Path, env: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """The config at ``path``, validated, with ${VARS} expanded, secret files read, and relative paths made
+    absolute against the file's own folder. Raises ConfigError naming the file and the key."""
+    try:
+        raw = tomllib.loads(read_text(path))
     except tomllib.TOMLDecodeError as exc:
         raise ConfigError(f"{path}: not valid TOML: {exc}") from exc
-    doc = _expand(raw, [], os.environ if env is None else env)
+    missing: dict[str, list[str]] = {}
+    doc = _expand(raw, [], os.environ if env is None else env, missing)
+    if missing:
+        raise ConfigError(f"{path}: {_missing_message(missing)}")
+    source = doc.get("source")
+    if isinstance(source, dict) and isinstance(source.get("start"), datetime | date):
+        # A TOML date-time value rather than a string: the same RFC 3339 rules apply (see checks).
+        source["start"] = source["start"].isoformat()
+    resolve_relative(doc, path.parent)
     _read_secret_files(doc, [])
     validate(doc, str(path))
+    problems = consistency(doc)
+    if problems:
+        raise ConfigError(f"{path}: " + "; ".join(problems))
     config: dict[str, Any] = doc
     return config
 
@@ -130,10 +195,9 @@ def world_readable_secret(path: Path, doc: Mapping[str, Any], raw_text: str | No
         return False
     if not mode & (stat.S_IROTH | stat.S_IRGRP):
         return False
-    text = raw_text if raw_text is not None else path.read_text()
     try:
-        raw = tomllib.loads(text)
-    except tomllib.TOMLDecodeError:
+        raw = tomllib.loads(raw_text if raw_text is not None else read_text(path))
+    except (tomllib.TOMLDecodeError, ConfigError):
         return False
 
     def literal(v: Any) -> bool:

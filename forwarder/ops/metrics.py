@@ -7,6 +7,7 @@ integers it keeps anyway, and a scrape turns them into metric families.
 from __future__ import annotations
 
 import logging
+import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -98,11 +99,39 @@ class MetricsListenError(Exception):
     """The metrics address cannot be bound (in use, not local, not permitted)."""
 
 
+LISTEN_FORMS = 'host:port such as 127.0.0.1:9108, 0.0.0.0:9108 or [::1]:9108 (port 1-65535), or "" for off'
+
+
+def parse_listen(listen: str) -> tuple[str, int]:
+    """``[metrics] listen`` as (host, port): ``host:port``, ``[IPv6]:port``, or ``:port`` for every interface.
+
+    Raises ValueError naming the key and the accepted forms: caught by the config loader, so that
+    ``validate`` refuses what ``run`` could not bind.
+    """
+    host, sep, port = listen.strip().rpartition(":")
+    if host.startswith("[") and host.endswith("]"):
+        host = host[1:-1]
+    valid_host = not any(c.isspace() or c in "[]/" for c in host) and (":" not in host or listen.strip()[0] == "[")
+    if not sep or not port.isdigit() or not valid_host:
+        raise ValueError(f"metrics.listen: expected {LISTEN_FORMS}, got {listen!r}")
+    number = int(port)
+    if not 1 <= number <= 65535:
+        raise ValueError(f"metrics.listen: the port must be between 1 and 65535, got {number} in {listen!r}")
+    return host or "0.0.0.0", number
+
+
+class _IPv6Server(ThreadingHTTPServer):
+    address_family = socket.AF_INET6
+
+
 class HealthServer:
     """Serves /metrics, /healthz (the loop is alive) and /readyz (source and sinks reachable)."""
 
     def __init__(self, service: Service, listen: str, stale_after: float):
-        host, _, port = listen.rpartition(":")
+        try:
+            host, port = parse_listen(listen)
+        except ValueError as exc:
+            raise MetricsListenError(str(exc)) from None
         self.service = service
         self.stale_after = stale_after
         self.registry = CollectorRegistry()
@@ -134,7 +163,8 @@ class HealthServer:
                 pass  # scrapes every few seconds would drown the log
 
         try:
-            self.httpd = ThreadingHTTPServer((host or "0.0.0.0", int(port)), Handler)
+            server = _IPv6Server if ":" in host else ThreadingHTTPServer
+            self.httpd = server((host, port), Handler)
         except OSError as exc:
             why = exc.strerror or exc
             raise MetricsListenError(f"metrics.listen = {listen!r}: cannot listen there: {why}") from exc

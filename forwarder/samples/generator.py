@@ -212,12 +212,20 @@ def write_blob(root: Path, spec: BlobSpec) -> Path:
     return path
 
 
-def sample_specs(hours: int = 2, seed: int = 1, tuples_per_minute: int = 20) -> list[BlobSpec]:
-    """A small realistic estate: two NSGs (v1 and v2, two NICs) and one VNet flow log."""
-    end = datetime(2026, 11, 25, 10, tzinfo=UTC)
+SAMPLE_LAST_HOUR = datetime(2026, 11, 25, 10, tzinfo=UTC)  # the tests' and benchmarks' fixed estate
+
+
+def sample_specs(
+    hours: int = 2, seed: int = 1, tuples_per_minute: int = 20, first_hour: datetime | None = None
+) -> list[BlobSpec]:
+    """A small realistic estate: two NSGs (v1 and v2, two NICs) and one VNet flow log, for ``hours`` hours
+    from ``first_hour`` (default: the hours up to SAMPLE_LAST_HOUR, which the tests rely on)."""
+    if first_hour is None:
+        first_hour = SAMPLE_LAST_HOUR - timedelta(hours=hours - 1)
+    first_hour = first_hour.astimezone(UTC).replace(minute=0, second=0, microsecond=0)
     specs: list[BlobSpec] = []
     for h in range(hours):
-        hour = end - timedelta(hours=hours - 1 - h)
+        hour = first_hour + timedelta(hours=h)
         common = {"hour": hour, "seed": seed, "tuples_per_minute": tuples_per_minute}
         specs.append(BlobSpec(kind="nsg", version=2, name="WEB-NSG", mac="000D3AF87856", **common))  # type: ignore[arg-type]
         specs.append(BlobSpec(kind="nsg", version=2, name="WEB-NSG", mac="000D3AF87857", **common))  # type: ignore[arg-type]

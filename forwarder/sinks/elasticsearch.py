@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
+from forwarder.probe import Unreachable
 from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.http_batching import Framed, Framing, HttpBatchSink, Resend, Work
@@ -209,6 +210,30 @@ class ElasticsearchSink(HttpBatchSink):
         with self._lock:
             self.delivered += n
             self.duplicates += duplicates
+
+    def probe(self) -> str:
+        """``GET /`` with the sink's credentials: the cluster's name and version, or why not."""
+        headers = {k: v for k, v in self._headers.items() if k in ("Authorization", "Accept")}
+        resp = self._ask("GET", "/", headers, "GET /")
+        if resp.status == 200:
+            doc = resp.json()
+            info = doc if isinstance(doc, dict) else {}
+            version = info.get("version", {}).get("number", "?") if isinstance(info.get("version"), dict) else "?"
+            return f"Elasticsearch {version} at {self._where} (cluster {info.get('cluster_name', '?')!r}) answered"
+        if resp.status == 403:
+            # An API key limited to create_doc on the data streams may not read cluster info; writing works.
+            return (
+                f"Elasticsearch at {self._where} accepted the credentials (GET / is not allowed to them, "
+                "which writing does not need)"
+            )
+        where = f"Elasticsearch at {self._where}"
+        fatal = fatal_for_status(resp, self.name, where, self._redact, self._hint(resp.status))
+        if fatal is not None and resp.status != 404:
+            raise Unreachable(str(fatal).removeprefix(f"sink {self.name}: "))
+        raise Unreachable(
+            f"{self._where} answered GET / with HTTP {resp.status} {resp.excerpt(self._redact, 160)}: "
+            "is url the Elasticsearch address?"
+        )
 
     def _hint(self, status: int) -> str:
         if status == 401:

@@ -35,6 +35,8 @@ from typing import Any
 from forwarder.config import units
 from forwarder.exclusive import hold_exclusive
 from forwarder.formats import FORMATS
+from forwarder.fspaths import cannot_write
+from forwarder.probe import Unreachable
 from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.file_archive import (
@@ -229,6 +231,9 @@ class StdoutSink:
         with contextlib.suppress(OSError):  # pipes and terminals cannot be fsynced; files redirected to can
             os.fsync(self._fd)
 
+    def probe(self) -> str:
+        return "writes to standard output"
+
     def reopen(self) -> None:
         pass
 
@@ -275,6 +280,13 @@ class FileSink:
         self.rotations = 0
 
     # -- lifecycle ------------------------------------------------------------------------------------
+
+    def probe(self) -> str:
+        """validate --connect: whether this user can create and replace files where the sink writes."""
+        why = cannot_write(self.path)
+        if why:
+            raise Unreachable(why)
+        return f"can write {self.path}"
 
     def open(self) -> None:
         try:

@@ -15,6 +15,7 @@ from collections import deque
 from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 
+from forwarder.probe import Unreachable
 from forwarder.sinks.base import Batch, Sink
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.http_batching import PART, Framing, HttpBatchSink, Work
@@ -113,6 +114,20 @@ class HttpSink(HttpBatchSink):
         if fatal is not None:
             raise fatal
         self._reject(batch, work, self._refused(resp))
+
+    def probe(self) -> str:
+        """The configured method with an empty body (no events) and the configured headers."""
+        resp = self._ask(self.method, "", self._headers, f"empty {self.method}")
+        if 200 <= resp.status < 300:
+            return f"{self._where} accepted an empty {self.method} (HTTP {resp.status})"
+        hint = " (check the credentials in headers)" if resp.status in (401, 403) else ""
+        fatal = fatal_for_status(resp, self.name, self._where, self._redact, hint)
+        if fatal is not None:
+            raise Unreachable(str(fatal).removeprefix(f"sink {self.name}: "))
+        if resp.status >= 500 or resp.status in (408, 429):
+            raise Unreachable(f"{self._where} answered HTTP {resp.status} {resp.excerpt(self._redact, 160)}".rstrip())
+        # Collectors often refuse an empty body (400, 411, 422): the endpoint is there and answered.
+        return f"{self._where} answered an empty {self.method} with HTTP {resp.status} (reachable; no events sent)"
 
 
 def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retry: RetryPolicy) -> Sink:

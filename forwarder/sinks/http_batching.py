@@ -14,7 +14,8 @@ from functools import partial
 from itertools import chain
 from typing import ClassVar, Protocol
 
-from forwarder.sinks.base import Batch
+from forwarder.probe import Unreachable
+from forwarder.sinks.base import Batch, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.http_common import HttpClient, HttpSettings, Redactor, Response, raise_if_transient, safe_url
 from forwarder.sinks.retry import RetriesExhausted, RetryPolicy, TransientError
@@ -305,3 +306,12 @@ class HttpBatchSink(ABC):
     def _count(self, n: int) -> None:
         with self._lock:
             self.delivered += n
+
+    def _ask(self, method: str, path: str, headers: Mapping[str, str], what: str) -> Response:
+        """One request with an empty body, for ``probe()`` (validate --connect): no retries, and a transport
+        or TLS failure becomes Unreachable with the reason."""
+        try:
+            return self._client.request(method, path, b"", headers, what)
+        except (TransientError, SinkFatal) as exc:
+            reason = str(exc).removeprefix(f"{what}: ").removeprefix(f"sink {self.name}: ")
+            raise Unreachable(reason) from None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -18,6 +19,10 @@ from tenacity import RetryCallState, Retrying, retry_if_exception_type, stop_aft
 
 log = logging.getLogger("forwarder.retry")
 T = TypeVar("T")
+
+# While a failure is waited out, the log says so at least this often (plus one attempt's connect timeout):
+# a service that is silent for minutes looks hung, whatever it is doing.
+REMIND_EVERY = 30.0
 
 
 class TransientError(Exception):
@@ -34,6 +39,37 @@ class RetriesExhausted(Exception):
 
 class Interrupted(Exception):
     """Shutdown was requested while waiting to retry."""
+
+
+def without_prefix(error: BaseException | None, what: str) -> str:
+    """The error's text without a leading ``what: ``, which the log line already shows once."""
+    return str(error).removeprefix(f"{what}: ") if error is not None else ""
+
+
+class PatientSleep:
+    """tenacity's sleep for one retried call: ``stop`` ends a wait at once (Interrupted), and a long wait is
+    cut into pieces so that ``remind(seconds_left)`` is called whenever nothing was said for REMIND_EVERY."""
+
+    def __init__(self, stop: threading.Event, what: str, remind: Callable[[float], None]):
+        self.stop = stop
+        self.what = what
+        self.remind = remind
+        self.began = time.monotonic()
+        self.last_said = self.began
+
+    def said(self) -> None:
+        self.last_said = time.monotonic()
+
+    def __call__(self, seconds: float) -> None:
+        end = time.monotonic() + seconds
+        while (left := end - time.monotonic()) > 0:
+            quiet_left = REMIND_EVERY - (time.monotonic() - self.last_said)
+            if quiet_left <= 0:
+                self.remind(left)
+                self.said()
+                continue
+            if self.stop.wait(min(left, quiet_left)):
+                raise Interrupted(f"shutdown requested while retrying {self.what}")
 
 
 @dataclass
@@ -58,24 +94,39 @@ class RetryPolicy:
     def call(self, fn: Callable[[], T], what: str, sink: str = "") -> T:
         """Run fn, retrying TransientError. Raises RetriesExhausted or Interrupted."""
 
+        last: dict[str, object] = {"error": "", "attempts": 0}
+
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
+            last.update(error=without_prefix(exc, what), attempts=state.attempt_number)
             log.warning(
-                "Retrying after a transient failure: sink=%s what=%s attempt=%d wait_s=%.1f error=%s",
+                "Retrying after a transient failure: sink=%s what=%s attempt=%d failing_for_s=%.0f wait_s=%.1f "
+                "error=%s",
                 sink,
                 what,
                 state.attempt_number,
+                time.monotonic() - sleep.began,
                 wait,
-                exc,
+                last["error"],
             )
+            sleep.said()
             if self.on_retry:
                 self.on_retry(sink)
 
-        def sleep(seconds: float) -> None:
-            if self.stop.wait(seconds):
-                raise Interrupted(f"shutdown requested while retrying {what}")
+        def remind(left: float) -> None:
+            log.warning(
+                "Still waiting for the sink to take events again: sink=%s what=%s attempts=%s failing_for_s=%.0f "
+                "next_attempt_in_s=%.0f error=%s",
+                sink,
+                what,
+                last["attempts"],
+                time.monotonic() - sleep.began,
+                left,
+                last["error"],
+            )
 
+        sleep = PatientSleep(self.stop, what, remind)
         retrying = Retrying(
             retry=retry_if_exception_type(TransientError),
             wait=self.wait_seconds,

@@ -35,6 +35,7 @@ from typing import Any
 
 import orjson
 
+from forwarder.probe import Unreachable
 from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.http_batching import Aborted, Framed, Framing, HttpBatchSink, Work
@@ -57,6 +58,7 @@ from forwarder.sinks.retry import Interrupted, RetriesExhausted, RetryPolicy
 log = logging.getLogger("forwarder.sinks.splunk_hec")
 
 EVENT_PATH = "/services/collector/event"
+HEALTH_PATH = "/services/collector/health"
 ACK_PATH = "/services/collector/ack"
 
 DEFAULT_BATCH_MAX_EVENTS = 2000
@@ -252,6 +254,31 @@ class SplunkHecSink(HttpBatchSink):
         elif resp.status == 404:
             hint = "; is HEC enabled and url the HEC port (usually 8088), without a path?"
         return fatal_for_status(resp, self.name, where, self._redact, hint)
+
+    # -- validate --connect --------------------------------------------------------------------
+
+    def probe(self) -> str:
+        """HEC's health endpoint, then an empty event request, which HEC answers with code 5 (No data) when
+        it accepts the token and with 401/403 when not: the token is checked without sending an event."""
+        health = self._ask("GET", HEALTH_PATH, {}, "HEC health check")
+        if health.status == 404:
+            raise Unreachable(
+                f"{self._where} has no HEC health endpoint (HTTP 404): is url the HEC address, usually port 8088?"
+            )
+        if health.status != 200:
+            why = f"HTTP {health.status} {health.excerpt(self._redact)}".rstrip()
+            raise Unreachable(f"HEC at {self._where} is not healthy: {why}")
+        answer = self._ask("POST", EVENT_PATH, self._headers, "HEC token check")
+        doc = answer.json()
+        code = doc.get("code") if isinstance(doc, dict) else None
+        if (answer.status == 400 and code == 5) or 200 <= answer.status < 300:
+            return f"HEC at {self._where} is healthy and accepts the token"
+        fatal = self._fatal(answer, code)
+        if fatal is not None:
+            raise Unreachable(str(fatal).removeprefix(f"sink {self.name}: "))
+        raise Unreachable(
+            f"HEC at {self._where} answered an empty request with HTTP {answer.status} {answer.excerpt(self._redact)}"
+        )
 
     # -- indexer acknowledgement ---------------------------------------------------------------
 

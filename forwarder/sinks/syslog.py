@@ -49,6 +49,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from forwarder.flowlog.model import Event
+from forwarder.probe import Unreachable
 from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.retry import RetriesExhausted, RetryPolicy, TransientError
@@ -463,6 +464,33 @@ class SyslogSink:
             if self._udp is not None:
                 self._udp.close()
                 self._udp = None
+
+    def probe(self) -> str:
+        """validate --connect: connect (and for TLS, complete the handshake with verification), send nothing."""
+        c = self.config
+        if c.protocol == "udp":
+            try:
+                socket.getaddrinfo(c.host, c.port, 0, socket.SOCK_DGRAM)
+            except socket.gaierror as exc:
+                raise Unreachable(f"cannot resolve {c.host}: {exc.strerror}") from None
+            return f"{self.peer} resolves; UDP has no connection to test (a receiver that is down loses events unseen)"
+        try:
+            if c.protocol == "tls":
+                self._tls_context = self._build_tls_context()
+            with self._lock:
+                conn = self._connect()
+                version = conn.sock.version() if isinstance(conn.sock, ssl.SSLSocket) else None
+                conn.close(polite=True)
+                self._conn = None
+        except (TransientError, SinkFatal) as exc:
+            raise Unreachable(str(exc).removeprefix(f"sink {self.name}: ")) from None
+        if version and not c.tls_verify:
+            return (
+                f"connected to {self.peer} over TLS ({version}) without checking its certificate (tls_verify = false)"
+            )
+        if version:
+            return f"connected to {self.peer} over TLS ({version}, certificate verified)"
+        return f"connected to {self.peer} over TCP"
 
     # --- sending ---------------------------------------------------------------------------------
 

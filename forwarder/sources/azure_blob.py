@@ -31,10 +31,11 @@ from azure.storage.blob import BlobPrefix, ContainerClient
 from requests.adapters import HTTPAdapter
 from urllib3.util.retry import Retry
 
+from forwarder.probe import Unreachable
 from forwarder.sources import blobpath
 from forwarder.sources.azure_auth import Connection, Scrubber, connect
-from forwarder.sources.azure_retry import StorageRetry
-from forwarder.sources.base import BlobRef
+from forwarder.sources.azure_retry import StorageRequestFailed, StorageRetry
+from forwarder.sources.base import BlobRef, SourceError
 from forwarder.sources.blobpath import HOUR, LAYOUT_ROOTS
 from forwarder.sources.start import Start, parse_start
 
@@ -342,6 +343,23 @@ class AzureBlobSource:
         for refs in self._ordered(lambda hp: self._list(blobpath.hour_prefix(hp[1], hp[0])), work):
             yield from refs
         self._pending_from = next((h for h in hours if not self._final(h, now)), pending)
+
+    # -- validate --connect ---------------------------------------------------------------------
+
+    def probe(self) -> str:
+        """List one page (one blob) of the container: one request, no retries, nothing read."""
+        once = StorageRetry(self.identity, self.scrub, max_attempts=1, auth_hint=self.retry.auth_hint)
+
+        def first_page() -> list[str]:
+            pages = self.client.list_blobs(results_per_page=1).by_page()
+            return [blob.name for blob in next(pages, [])]
+
+        try:
+            names = once.call(first_page, "list one page of the container")
+        except (SourceError, StorageRequestFailed) as exc:
+            raise Unreachable(str(exc)) from None
+        where = f"container {self.container} of storage account {self.account_name}"
+        return f"listed the {where}" if names else f"the {where} answered and is empty (no flow logs written yet)"
 
     # -- reading --------------------------------------------------------------------------------
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import random
 import threading
+import time
 from collections.abc import Callable
 from typing import TypeVar
 
@@ -33,7 +34,7 @@ from tenacity import (
     stop_never,
 )
 
-from forwarder.sinks.retry import Interrupted
+from forwarder.sinks.retry import PatientSleep
 from forwarder.sources.azure_auth import Scrubber
 from forwarder.sources.base import BlobGone, SourceError
 
@@ -109,39 +110,58 @@ class StorageRetry:
         after = _retry_after(state.outcome.exception() if state.outcome else None)
         return max(backoff, min(after, self.maximum * 4)) if after is not None else backoff
 
-    def _before_sleep(self, what: str) -> Callable[[RetryCallState], None]:
+    def _patience(self, what: str) -> tuple[Callable[[RetryCallState], None], PatientSleep]:
+        """tenacity's before_sleep and sleep for one call: a line per attempt, and while waiting a reminder
+        at least every REMIND_EVERY seconds of what is waited for."""
+        last = {"error": "", "status": "", "attempts": 0}
+
         def before_sleep(state: RetryCallState) -> None:
             exc = state.outcome.exception() if state.outcome else None
             wait = state.next_action.sleep if state.next_action else 0.0
             self.retries += 1
+            last.update(
+                error=self.scrub(_first_line(f"{type(exc).__name__}: {exc}")),
+                status=_status(exc) if exc else "",
+                attempts=state.attempt_number,
+            )
             log.warning(
                 "Retrying a storage request after a transient failure: "
-                "source=%s what=%s attempt=%d wait_s=%.1f %s error=%s",
+                "source=%s what=%s attempt=%d failing_for_s=%.0f wait_s=%.1f %s error=%s",
                 self.identity,
                 what,
                 state.attempt_number,
+                time.monotonic() - sleep.began,
                 wait,
-                _status(exc) if exc else "",
-                self.scrub(_first_line(f"{type(exc).__name__}: {exc}")),
+                last["status"],
+                last["error"],
+            )
+            sleep.said()
+
+        def remind(left: float) -> None:
+            log.warning(
+                "Still waiting for storage to answer: source=%s what=%s attempts=%s failing_for_s=%.0f "
+                "next_attempt_in_s=%.0f %s error=%s",
+                self.identity,
+                what,
+                last["attempts"],
+                time.monotonic() - sleep.began,
+                left,
+                last["status"],
+                last["error"],
             )
 
-        return before_sleep
-
-    def _sleep(self, what: str) -> Callable[[float], None]:
-        def sleep(seconds: float) -> None:
-            if self.stop.wait(seconds):
-                raise Interrupted(f"shutdown requested while retrying {what}")
-
-        return sleep
+        sleep = PatientSleep(self.stop, what, remind)
+        return before_sleep, sleep
 
     def call(self, fn: Callable[[], T], what: str, *, blob: str | None = None) -> T:
         """fn() with retries. Raises BlobGone (when blob is given), SourceError, StorageRequestFailed, Interrupted."""
+        before_sleep, sleep = self._patience(what)
         retrying = Retrying(
             retry=retry_if_exception(is_transient),
             wait=self._wait,
             stop=stop_after_attempt(self.max_attempts) if self.max_attempts > 0 else stop_never,
-            sleep=self._sleep(what),
-            before_sleep=self._before_sleep(what),
+            sleep=sleep,
+            before_sleep=before_sleep,
             reraise=True,
         )
         try:
@@ -169,9 +189,13 @@ class StorageRetry:
                     f"reason={message!r}{self.auth_hint}"
                 ) from None
             if is_transient(exc):
+                failed = (
+                    "Storage did not answer"
+                    if self.max_attempts == 1
+                    else f"Storage kept failing; gave up after {self.max_attempts} attempts"
+                )
                 raise SourceError(
-                    f"Storage kept failing; gave up after {self.max_attempts} attempts: source={self.identity} "
-                    f"what={what} {_status(exc)} reason={message!r}"
+                    f"{failed}: source={self.identity} what={what} {_status(exc)} reason={message!r}"
                 ) from None
             raise StorageRequestFailed(
                 f"Storage request failed: source={self.identity} what={what} {_status(exc)} reason={message!r}"

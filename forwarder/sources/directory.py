@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from forwarder.probe import Unreachable
 from forwarder.sources import blobpath
 from forwarder.sources.base import BlobGone, BlobRef, SourceError
 from forwarder.sources.blobpath import BLOB_FILE, HOUR
@@ -22,9 +23,19 @@ from forwarder.sources.start import parse_start
 class DirectorySource:
     cheap_reads = True  # a read costs no request: the reader may check more on every poll
 
-    def __init__(self, root: Path, account: str = "local", container: str | None = None, start: datetime | None = None):
+    def __init__(
+        self,
+        root: Path,
+        account: str = "local",
+        container: str | None = None,
+        start: datetime | None = None,
+        latest: bool = False,
+    ):
         self.root = root
         self.start = start  # first run: hours before this are not read (start = <RFC 3339 time>)
+        # start = "latest": like the Azure source, the first discovery lists only the hours that can still
+        # change (the previous and the current one), so older hours stay unread and backfill can read them.
+        self._latest = latest and start is None
         self.account = account
         # With container folders under root, blob names carry their container ("insights-logs-.../resourceId=...").
         self.container = container or root.name
@@ -37,6 +48,10 @@ class DirectorySource:
             return False
 
     def discover(self) -> Iterator[BlobRef]:
+        if self._latest:
+            self._latest = False
+            if self.start is None:  # not set from checkpoints by a restarted service
+                self.start = blobpath.floor_hour(datetime.now(UTC)) - HOUR
         return self._walk(self.start, None)
 
     def backlog(self, since: datetime, until: datetime) -> Iterator[BlobRef]:
@@ -84,10 +99,22 @@ class DirectorySource:
     def close(self) -> None:
         pass
 
+    def probe(self) -> str:
+        """validate --connect: the folder is there and readable (it is not walked: it may hold years)."""
+        if not self.root.is_dir():
+            raise Unreachable(f"the source folder {self.root} does not exist or is not a folder")
+        if not os.access(self.root, os.R_OK | os.X_OK):
+            raise Unreachable(f"the source folder {self.root} cannot be read by this user")
+        return f"the folder {self.root} is readable"
+
 
 def from_config(cfg: Mapping[str, Any]) -> DirectorySource:
     start = parse_start(cfg.get("start", "earliest"))
     since = start if isinstance(start, datetime) else None
     return DirectorySource(
-        Path(cfg["path"]), account=cfg.get("account", "local"), container=cfg.get("container"), start=since
+        Path(cfg["path"]),
+        account=cfg.get("account", "local"),
+        container=cfg.get("container"),
+        start=since,
+        latest=start == "latest",
     )

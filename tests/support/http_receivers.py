@@ -297,6 +297,8 @@ _HEC_TEXT = {
     12: "Event field is required",
     13: "Event field cannot be blank",
     14: "ACK is disabled",
+    17: "HEC is healthy",
+    18: "HEC is unhealthy, queues are full",
 }
 
 
@@ -345,6 +347,7 @@ class HecReceiver(Receiver):
         super().__init__(tls, latency)
         self.token = token
         self.disabled = False
+        self.unhealthy = False
         self.ack = ack
         self.ack_after_polls = ack_after_polls
         self.lose_acks = 0  # the next n ackIds never turn true (an indexer restarted)
@@ -375,6 +378,9 @@ class HecReceiver(Receiver):
 
     def handle(self, method: str, path: str, headers: dict[str, str], body: bytes) -> Reply:
         url = urlsplit(path)
+        if method == "GET" and url.path == "/services/collector/health":
+            # No token needed; 503 code 18 while HEC's queues are full.
+            return hec(503, 18) if self.unhealthy else hec(200, 17)
         if method != "POST":
             return reply(405, {"text": "Method not allowed"})
         if url.path not in ("/services/collector/event", "/services/collector", "/services/collector/ack"):
@@ -516,6 +522,7 @@ class ElasticsearchReceiver(Receiver):
         self.item_failures: dict[str, deque[int]] = {}  # id -> statuses to answer before accepting
         self.attempts: Counter[str] = Counter()  # id -> how many times it was sent
         self.forbidden_streams: set[str] = set()
+        self.cluster_info_forbidden = False
         self.paths: list[str] = []
 
     def fail_item(self, doc_id: str, *statuses: int) -> None:
@@ -551,6 +558,26 @@ class ElasticsearchReceiver(Receiver):
         if denied is not None:
             return denied
         parts = [p for p in url.path.split("/") if p]
+        if method == "GET" and not parts:
+            if self.cluster_info_forbidden:  # an API key with only create_doc on the data streams
+                return reply(
+                    403,
+                    {
+                        "error": {
+                            "type": "security_exception",
+                            "reason": "action [cluster:monitor/main] is unauthorized",
+                        }
+                    },
+                )
+            return reply(
+                200,
+                {
+                    "name": "node-1",
+                    "cluster_name": "test-cluster",
+                    "version": {"number": "8.15.0"},
+                    "tagline": "You Know, for Search",
+                },
+            )
         if method != "POST" or not parts or parts[-1] != "_bulk" or len(parts) > 2:
             return reply(404, {"error": {"type": "no_handler", "reason": f"no handler for {method} {url.path}"}})
         target = parts[0] if len(parts) == 2 else None

@@ -1,17 +1,16 @@
-"""The upstream standards in ../shared/reference (next to the repository, see DESIGN.md)."""
+"""The upstream standards the tests check against, vendored in tests/reference/ (sources and licences are
+in its README), so that a clone alone runs every test."""
 
 from __future__ import annotations
 
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[3] / "shared" / "reference"
+ROOT = Path(__file__).resolve().parents[1] / "reference"
 
 
 def reference(relative: str) -> Path:
-    """The path of a reference file; skips the test (a failure in CI) when the folder is not there."""
+    """The path of a reference file; a missing one is an error (the folder is part of the repository)."""
     path = ROOT / relative
     if not path.exists():
-        pytest.skip(f"reference data not found at {path}: clone the repository next to shared/")
+        raise FileNotFoundError(f"reference file {relative} is missing from {ROOT}: restore it from git")
     return path
