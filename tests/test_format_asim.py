@@ -1,6 +1,6 @@
 """ASIM Network Session rows: golden files, the mapping of every column from its flow tuple, the fast
 path held to the reference row byte for byte, aggregates, JSON escaping, and the project's schema
-checked against Microsoft's ASimNetworkSessionLogs table reference in ../shared/reference/sentinel."""
+checked against Microsoft's ASimNetworkSessionLogs table reference in tests/reference/sentinel."""
 
 from __future__ import annotations
 

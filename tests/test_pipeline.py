@@ -28,6 +28,7 @@ from tests.support.events import validate_lines
 from tests.support.http_receivers import HecReceiver, iter_json_objects
 from tests.support.http_sinks import fast_retry
 from tests.support.local_writer import LocalWriter
+from tests.support.net import free_port
 
 TOKEN = "00000000-1111-2222-3333-444444444444"
 
@@ -189,7 +190,7 @@ def test_a_changed_blob_costs_one_storage_request_per_poll(azurite: Azurite) -> 
 
 def test_readyz_says_when_polls_fall_behind_and_what_to_do(tmp_path: Path) -> None:
     svc = Service(DirectorySource(tmp_path), CheckpointStore(tmp_path / "cp.json"), Delivery([]))
-    health = HealthServer(svc, "127.0.0.1:0", stale_after=60)
+    health = HealthServer(svc, f"127.0.0.1:{free_port()}", stale_after=60)
     health.start()
     try:
         svc.stats.polls = 3

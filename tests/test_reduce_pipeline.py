@@ -5,7 +5,6 @@ windows that replay them into the same aggregates with the same ids."""
 from __future__ import annotations
 
 import io
-import json
 import random
 import time
 from collections import Counter, defaultdict
@@ -264,24 +263,3 @@ def test_sigkill_in_the_middle_of_windows_replays_the_same_aggregates_with_the_s
 
 def _id(doc: dict[str, Any], fmt: str) -> str:
     return str(doc["event"]["id"] if fmt == "ecs" else doc["metadata"]["uid"])
-
-
-def test_convert_writes_only_what_a_filter_keeps(tmp_path: Path) -> None:
-    rules = tmp_path / "denied.toml"
-    rules.write_text('[[filter.include]]\ndecision = "denied"\n')
-    root = tmp_path / "flowlogs"
-    (w,) = nics(root, count=1)
-    for _ in range(5):
-        w.append_minute()
-    import subprocess
-    import sys
-
-    done = subprocess.run(
-        [sys.executable, "-m", "forwarder", "convert", str(w.path), "--format", "ecs", "--filter", str(rules)],
-        capture_output=True,
-        timeout=60,
-    )
-    assert done.returncode == 0, done.stderr.decode()
-    docs = validate_lines("ecs", done.stdout.decode().splitlines())
-    assert docs and all(d["event"]["outcome"] == "failure" for d in docs)
-    assert json.loads(json.dumps(docs[0]))["event"]["type"][1] == "denied"

@@ -1,7 +1,7 @@
 """Build schemas/asim.schema.json from the ASimNetworkSessionLogs table reference (column names and types)
 and the ASIM Network Session schema 0.2.7 (mandatory fields, enumerations, logical types).
 
-The table reference is ../shared/reference/sentinel/asimnetworksessionlogs.md (Microsoft's generated
+The table reference is tests/reference/sentinel/asimnetworksessionlogs.md (Microsoft's generated
 page). Columns the service fills itself (TenantId, Type, _ResourceId, ...) are not in the schema: a row
 that carries one is not a row to send. Every column keeps its Log Analytics type in ``x-column-type``,
 from which tools/build_sentinel_deploy.py writes the DCR stream declaration and the custom table.
@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
-REFERENCE = ROOT.parent / "shared" / "reference" / "sentinel" / "asimnetworksessionlogs.md"
+REFERENCE = ROOT / "tests" / "reference" / "sentinel" / "asimnetworksessionlogs.md"
 TARGET = ROOT / "schemas" / "asim.schema.json"
 
 # Filled by Log Analytics, or reserved column names of the Logs Ingestion API.

@@ -134,6 +134,8 @@ def run(args: argparse.Namespace) -> int:
         # Log lines go above the bar instead of through it.
         with logging_redirect_tqdm():
             service.backfill(blobs, progress)
+        # Blobs are reported as they are read, events once every sink confirmed them: show the final count.
+        bar.set_postfix(blobs=f"{state['done']}/{len(blobs)}", events=f"{service.stats.events_delivered:,}")
         bar.close()
     except (SinkFatal, SourceError, CheckpointError) as exc:
         log.error("Backfill stopped: %s", exc)

@@ -10,11 +10,11 @@ from typing import Any
 
 from forwarder.cli.common import config_error, load_or_report
 from forwarder.config.build import build_sinks, build_source, checkpoint_path, sink_names
-from forwarder.reduce.config import reductions
 from forwarder.config.checks import environment
 from forwarder.config.loader import ConfigError, world_readable_secret
 from forwarder.pipeline.shard import Shard
 from forwarder.probe import Outcome, probe
+from forwarder.reduce.config import reductions
 from forwarder.sinks.base import SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.retry import RetryPolicy
