@@ -238,3 +238,22 @@ def test_old_hours_are_forgotten_from_the_checkpoint_file_but_not_read_again(tmp
     assert len(sink.event_ids) == 6 and sink2.event_ids == []
     again.backfill(list(again.source.discover()), lambda blob, size: None)
     assert len(sink2.event_ids) == 6  # an explicit backfill reads the forgotten hour again
+
+
+def test_a_gzip_compressed_blob_is_reported_as_such_once_and_the_rest_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import gzip
+
+    root = tmp_path / "flowlogs"
+    good = write_blob(root, BlobSpec(tuples_per_minute=3, minutes=2))
+    packed = good.parent.parent / "macAddress=000D3AEEEEEE" / "PT1H.json"
+    packed.parent.mkdir(parents=True)
+    packed.write_bytes(gzip.compress(good.read_bytes()))
+    svc, sink = make_service(root, tmp_path)
+    with caplog.at_level(logging.WARNING):
+        svc.poll()
+        svc.poll()
+    assert len(sink.event_ids) == 6
+    assert svc.issues.counts == {"not a flow log blob": 1}
+    assert "gzip-compressed" in caplog.text and "macAddress=000D3AEEEEEE" in caplog.text

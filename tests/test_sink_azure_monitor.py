@@ -17,6 +17,7 @@ from typing import Any
 import pytest
 
 from forwarder.flowlog.model import FlowEvent
+from forwarder.probe import Unreachable
 from forwarder.sinks.azure_monitor import MAX_BODY, from_config
 from forwarder.sinks.base import Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
@@ -307,3 +308,19 @@ client_secret_file = "{secret_file}"
     failed = subprocess.run([*run, str(bad)], capture_output=True, text=True, timeout=60)
     assert failed.returncode == 2
     assert "sink[0]: unknown key 'dcr_imutable_id'" in failed.stdout + failed.stderr
+
+
+def test_the_connection_check_sends_no_row_and_names_a_missing_role(
+    identity: IdentityEndpoint, dead_letter: DeadLetter
+) -> None:
+    with LogsIngestionReceiver() as monitor:
+        sink = make_sink(monitor, dead_letter)
+        assert "accepts the token" in sink.probe()  # type: ignore[attr-defined]
+        assert monitor.rows == []
+    with LogsIngestionReceiver(granted=frozenset()) as monitor:
+        sink = make_sink(monitor, dead_letter)
+        with pytest.raises(Unreachable) as raised:
+            sink.probe()  # type: ignore[attr-defined]
+        assert "Monitoring Metrics Publisher" in str(raised.value) and monitor.rows == []
+    for secret in [IDENTITY_HEADER, *identity.tokens]:
+        assert secret not in str(raised.value)

@@ -105,12 +105,15 @@ class BlobReader:
         m = HEAD_RE.match(probe)
         if m is None:
             if probe.strip():
+                detail = 'expected {"records":[ at the start'
+                if probe.startswith(b"\x1f\x8b"):
+                    detail = "it is gzip-compressed: store it decompressed (gunzip) where the forwarder reads"
                 self.issues.report(
                     ParseIssue(
                         self.key(blob),
                         0,
                         "not a flow log blob",
-                        detail='expected {"records":[ at the start',
+                        detail=detail,
                         text=probe[:60].decode("utf-8", "replace"),
                     )
                 )

@@ -183,8 +183,6 @@ class Service:
                 self._skipped,
             )
         self._raise_fatal()
-        if self.on_poll:
-            self.on_poll(self)
         self.store.prune(time.time() - self.retain_seconds, _hour_of)
         self._save()
         self.stats.polls += 1
@@ -192,6 +190,8 @@ class Service:
         self.stats.last_poll_end = time.time()
         self.stats.last_poll_seconds = time.monotonic() - began
         self.stats.last_poll_blobs = count
+        if self.on_poll:
+            self.on_poll(self)
         log.debug("Poll finished: blobs=%d seconds=%.2f", count, self.stats.last_poll_seconds)
         if self.stats.last_poll_seconds > BEHIND_AFTER:
             log.warning(

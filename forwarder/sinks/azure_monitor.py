@@ -30,6 +30,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote, urlsplit
 
+from forwarder.probe import Unreachable
 from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.deadletter import DeadLetter
 from forwarder.sinks.http_batching import PART, Framing, HttpBatchSink, Work
@@ -46,7 +47,7 @@ from forwarder.sinks.http_common import (
     settings_from,
 )
 from forwarder.sinks.monitor_auth import DEFAULT_AUDIENCE, TokenRedactor, Tokens, credential_from, scope_for
-from forwarder.sinks.retry import RetryPolicy
+from forwarder.sinks.retry import RetryPolicy, TransientError
 
 log = logging.getLogger("forwarder.sinks.azure_monitor")
 
@@ -208,6 +209,29 @@ class AzureMonitorSink(HttpBatchSink):
             self._split(batch, work, todo, f"Azure Monitor rejected the row: HTTP 400 {self._said(resp)}")
             return
         raise self._fatal(resp) or SinkFatal(f"sink {self.name}: {self._refused(resp)}")
+
+    # -- validate --connect --------------------------------------------------------------------
+
+    def probe(self) -> str:
+        """A token from the credential, then a request without rows to the DCR's stream: the service checks the
+        token and the DCR's role assignment before the body, so 401/403/404 say what is wrong, and the 400 an
+        empty body earns says the rest is in place. No row is sent."""
+        try:
+            self.tokens.first()
+            token = self.tokens.token()
+        except (SinkFatal, TransientError) as exc:
+            raise Unreachable(str(exc).removeprefix(f"sink {self.name}: ")) from None
+        headers = {"Authorization": "Bearer " + token, "Content-Type": "application/json"}
+        resp = self._ask("POST", self._path, headers, "Logs Ingestion check")
+        if 200 <= resp.status < 300 or resp.status == 400:
+            return (
+                f"Azure Monitor at {self._where} accepts the token ({self.tokens.how}) for data collection rule "
+                f"{self.dcr_immutable_id}, stream {self.stream}"
+            )
+        fatal = self._fatal(resp)
+        if fatal is not None:
+            raise Unreachable(str(fatal).removeprefix(f"sink {self.name}: "))
+        raise Unreachable(f"Azure Monitor at {self._where} answered with HTTP {resp.status} {self._said(resp)}")
 
     def _said(self, resp: Response) -> str:
         """The service's own error code and message ({"error": {"code", "message"}}), or an excerpt."""
