@@ -5,12 +5,12 @@ every sink when the process died (events before a blob's saved checkpoint never 
 from __future__ import annotations
 
 import io
-import json
 import random
 import time
 from collections import Counter
 from pathlib import Path
 
+from forwarder.checkpoints.store import CheckpointStore
 from forwarder.flowlog.issues import IssueLog
 from forwarder.flowlog.stream import FileConverter
 from forwarder.samples.generator import BlobSpec
@@ -23,12 +23,8 @@ TOKEN = "00000000-1111-2222-3333-444444444444"
 
 
 def saved_offsets(checkpoints: Path) -> dict[str, int]:
-    """blob key -> checkpoint offset, as the file on disk says (what a restart resumes from)."""
-    try:
-        doc = json.loads(checkpoints.read_text())
-    except (FileNotFoundError, ValueError):
-        return {}
-    return {key: cp["offset"] for key, cp in doc["blobs"].items()}
+    """blob key -> checkpoint offset, as the file and its journal on disk say (what a restart resumes from)."""
+    return {key: cp.offset for key, cp in CheckpointStore.load(checkpoints).items()}
 
 
 def test_sigkill_with_many_blobs_in_flight_and_a_slow_sink_loses_nothing(tmp_path: Path) -> None:

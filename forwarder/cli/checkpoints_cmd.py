@@ -8,7 +8,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from forwarder.checkpoints.store import BlobCheckpoint, CheckpointCorrupt, CheckpointError, CheckpointStore
+from forwarder.checkpoints.store import BlobCheckpoint, CheckpointCorrupt, CheckpointError, CheckpointStore, hour_text
 from forwarder.cli.common import load_or_report
 from forwarder.config.build import checkpoint_path
 from forwarder.sources.blobpath import LAYOUT_ROOTS
@@ -94,6 +94,12 @@ def _show(args: argparse.Namespace) -> int:
     if store.horizon:
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(store.horizon))
         print(f"Blobs of hours before {when} were read to the end and forgotten ([checkpoint] retain_days).")
+    if store.settled:
+        hours = sorted(store.settled)
+        print(
+            f"{len(hours)} hours settled, {hour_text(hours[0])} to {hour_text(hours[-1])}: every blob of them was read "
+            "to its end and is kept as one record per hour (a blob changed after that is read again)."
+        )
     if args.prefix and not rows and everything:
         print(f"No key starts with {args.prefix!r}; keys look like: {everything[0][0]}", file=sys.stderr)
     if rows:
@@ -140,10 +146,22 @@ def _reset(args: argparse.Namespace) -> int:
         return 0
     for k in keys:
         store.remove(k)
+    settled = len(store.settled)
+    if not args.prefix:
+        store.settled.clear()
+    elif settled:
+        print(
+            f"{settled} settled hours are kept: they have no per-blob checkpoints to match {args.prefix!r}. "
+            "Reset without --prefix to send them again."
+        )
     try:
         store.save(force=True)
     except CheckpointError as exc:
         print(f"nsg-forwarder: {exc}", file=sys.stderr)
         return 1
-    print(f"Forgot {len(keys)} checkpoints in {path}.")
+    print(
+        f"Forgot {len(keys)} checkpoints"
+        + (f" and {settled} settled hours" if settled and not args.prefix else "")
+        + f" in {path}."
+    )
     return 0

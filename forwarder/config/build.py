@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Mapping
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from importlib import import_module
 from pathlib import Path
 from typing import Any
@@ -61,6 +61,9 @@ def resume_hour(store: CheckpointStore) -> datetime | None:
             hours_open.append(hour)
     if hours_open:
         return min(hours_open)
+    settled = store.newest_hour()
+    if settled is not None:
+        hours_all.append(datetime.fromtimestamp(settled, UTC))
     return max(hours_all) if hours_all else None
 
 

@@ -102,7 +102,7 @@ class Service:
         self.stats = ServiceStats()
         self.on_chunk = on_chunk  # called with each chunk's ticket as its checkpoint is stored, in blob order
         self.on_poll = on_poll  # called after each discovery (readiness, status lines)
-        self._first_run = not store.items()
+        self._first_run = store.empty
         self.heartbeat = time.monotonic()  # moves whenever the loop makes progress (health, watchdog)
         self.poll_began = 0.0  # monotonic start of the poll under way (0 between polls)
         self.last_poll_error = ""
@@ -242,11 +242,16 @@ class Service:
                 continue  # another instance's share
             key = self.reader.key(blob)
             cp = self.cursors.get(key) or self.store.get(key)
-            forgotten = cp is None and self.honour_horizon and self.store.before_horizon(_hour_of(key))
+            hour = _hour_of(key)
+            # Delivered long ago and forgotten (checkpoint retain_days), or of a settled hour and unchanged since.
+            forgotten = cp is None and (
+                (self.honour_horizon and self.store.before_horizon(hour))
+                or self.store.settled_done(hour, blob.last_modified.timestamp())
+            )
             if forgotten or not self.reader.changed(blob, cp):
                 if report is not None:
                     report(blob, blob.size)
-                continue  # delivered long ago and forgotten (checkpoint retain_days), or unchanged
+                continue
             yield blob
 
     def _run_blobs(
