@@ -43,6 +43,9 @@ class BlobSpec:
     tuples_per_minute: int = 20
     ipv6_share: float = 0.1
     seed: int = 1
+    # "flows": every tuple a random flow of a few services (caches and parsers get a workout);
+    # "estate": how a real NIC looks (forwarder/samples/estate.py), for measuring aggregation.
+    mix: str = "flows"
 
     @property
     def container(self) -> str:
@@ -123,11 +126,7 @@ def _tuple(rng: random.Random, spec: BlobSpec, ts: int, flow: _Flow, state: str,
 def _record(rng: random.Random, spec: BlobSpec, minute: int, active: list[_Flow]) -> dict[str, object]:
     """One minute of one NIC. Flows live across minutes: B when they open, C while they last, E at the end;
     denied flows appear once. Real logs look like this, and it is what makes per-flow caches pay off."""
-    start = spec.hour + timedelta(minutes=minute)
-    ts = int(start.timestamp())
-    # Azure stamps each record with the time it was flushed, to 100 ns; a rewrite has other times.
-    flushed = start + timedelta(seconds=35, microseconds=rng.randrange(1_000_000))
-    time_str = flushed.strftime("%Y-%m-%dT%H:%M:%S.%f") + f"{rng.randrange(10)}Z"
+    ts, time_str = record_time(rng, spec, minute)
     rules = _RULES_NSG if spec.kind == "nsg" else _RULES_VNET
     groups: dict[str, list[str]] = {r: [] for r in rules}
     for _ in range(spec.tuples_per_minute):
@@ -149,6 +148,19 @@ def _record(rng: random.Random, spec: BlobSpec, minute: int, active: list[_Flow]
             line = _tuple(rng, spec, t, flow, "B", denied)
         rule = rules[1] if denied else (rules[2] if flow.dport in (443, 22) else rules[0])
         groups[rule].append(line)
+    return envelope(spec, time_str, groups)
+
+
+def record_time(rng: random.Random, spec: BlobSpec, minute: int) -> tuple[int, str]:
+    """The minute's first second, and the record's own time: Azure stamps a record with the time it was
+    flushed, to 100 ns (so a rewrite has other times)."""
+    start = spec.hour + timedelta(minutes=minute)
+    flushed = start + timedelta(seconds=35, microseconds=rng.randrange(1_000_000))
+    return int(start.timestamp()), flushed.strftime("%Y-%m-%dT%H:%M:%S.%f") + f"{rng.randrange(10)}Z"
+
+
+def envelope(spec: BlobSpec, time_str: str, groups: dict[str, list[str]]) -> dict[str, object]:
+    """One record around its rule groups' tuples, as Azure writes an NSG or a VNet flow log record."""
     used = [(r, ts_list) for r, ts_list in groups.items() if ts_list]
     if spec.kind == "nsg":
         return {
@@ -189,9 +201,16 @@ def _record(rng: random.Random, spec: BlobSpec, minute: int, active: list[_Flow]
 def data_blocks(spec: BlobSpec) -> Iterator[bytes]:
     """The data blocks of a blob in commit order: one record per minute, commas between them."""
     rng = random.Random(f"{spec.seed}:{spec.blob_name}")
-    active: list[_Flow] = []
-    for minute in range(spec.minutes):
-        body = orjson.dumps(_record(rng, spec, minute, active))
+    if spec.mix == "estate":
+        from forwarder.samples.estate import EstateNic
+
+        nic = EstateNic(rng, spec)
+        records = (nic.record(minute) for minute in range(spec.minutes))
+    else:
+        active: list[_Flow] = []
+        records = (_record(rng, spec, minute, active) for minute in range(spec.minutes))
+    for minute, record in enumerate(records):
+        body = orjson.dumps(record)
         yield body if minute == 0 else b"," + body
 
 
