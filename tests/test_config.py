@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from forwarder.config.loader import ConfigError, load_config, world_readable_secret
+from forwarder.reduce.config import reductions
 
 REPO = Path(__file__).resolve().parents[1]
 ENV = {
@@ -24,6 +25,7 @@ ENV = {
 def test_every_shipped_example_validates(example: Path) -> None:
     cfg = load_config(example, env=ENV)
     assert cfg["sink"]
+    reductions(cfg)  # filters and aggregation compile (address lists, ports, windows)
 
 
 def test_the_config_schema_is_built_from_the_current_fragments() -> None:

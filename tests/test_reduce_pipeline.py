@@ -263,3 +263,36 @@ def test_sigkill_in_the_middle_of_windows_replays_the_same_aggregates_with_the_s
 
 def _id(doc: dict[str, Any], fmt: str) -> str:
     return str(doc["event"]["id"] if fmt == "ecs" else doc["metadata"]["uid"])
+
+
+def test_dropped_tuples_are_counted_per_sink_and_reason_in_the_metrics(tmp_path: Path) -> None:
+    import threading
+
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from forwarder.checkpoints.store import CheckpointStore
+    from forwarder.config.build import build_service
+    from forwarder.config.loader import load_config
+    from forwarder.ops.metrics import ServiceCollector
+
+    root = tmp_path / "flowlogs"
+    writers = nics(root, count=2)
+    for _ in range(12):
+        for w in writers:
+            w.append_minute()
+    cfg = load_config(config(tmp_path, root))
+    svc = build_service(cfg, threading.Event(), CheckpointStore(tmp_path / "state" / "checkpoints.json"))
+    svc.delivery.open()
+    try:
+        svc.run(once=True)
+    finally:
+        svc.close()
+    registry = CollectorRegistry()
+    registry.register(ServiceCollector(svc))
+    text = generate_latest(registry).decode()
+    t = truth(writers)
+    allowed = sum(e.allowed for e in t.events)
+    assert f'nsg_forwarder_filtered_total{{reason="not included",sink="file[1]"}} {float(allowed)}' in text
+    aggregates = len(lines(tmp_path / "out" / "summary-ocsf.ndjson"))
+    assert f'nsg_forwarder_aggregates_total{{sink="file[2]"}} {float(aggregates)}' in text
+    assert "nsg_forwarder_open_windows 0.0" in text

@@ -15,14 +15,17 @@ ROOT = Path(__file__).resolve().parents[1]
 SINK_TYPES = ["file", "syslog", "splunk_hec", "elasticsearch", "http", "azure_monitor"]
 
 
+# Absolute: a fragment with an $id of its own (for its local $defs) resolves "#/..." against itself.
+ROOT_ID = "https://github.com/nsg-forwarder/nsg-forwarder/schemas/config.schema.json"
 SHARED_SINK_KEYS = {
-    "filter": {"$ref": "#/$defs/filter", "description": "This sink's own filter, instead of the [filter] default."},
-    "aggregate": {"$ref": "#/$defs/aggregate"},
+    "filter": {"$ref": f"{ROOT_ID}#/$defs/filter", "description": "This sink's own filter, instead of [filter]."},
+    "aggregate": {"$ref": f"{ROOT_ID}#/$defs/aggregate"},
 }
 
 
 def build() -> dict[str, Any]:
     schema: dict[str, Any] = json.loads((ROOT / "tools" / "config_schema_base.json").read_text())
+    assert schema["$id"] == ROOT_ID, "tools/config_schema_base.json's $id moved: change ROOT_ID with it"
     fragments = ROOT / "schemas" / "fragments"
     azure = fragments / "source-azure_blob.json"
     if azure.exists():

@@ -66,6 +66,22 @@ class ServiceCollector(Collector):
         yield queued
         yield in_flight
         yield batch_size
+        filtered = CounterMetricFamily(
+            P + "filtered",
+            "Tuples a sink's filter dropped (they count as delivered), by reason.",
+            labels=["sink", "reason"],
+        )
+        for (sink, reason), n in svc.delivery.filtered.items():
+            filtered.add_metric([sink, reason], n)
+        yield filtered
+        aggregates = CounterMetricFamily(P + "aggregates", "Aggregates a sink was given.", labels=["sink"])
+        for sink, n in svc.delivery.aggregated.items():
+            aggregates.add_metric([sink], n)
+        yield aggregates
+        yield GaugeMetricFamily(
+            P + "open_windows", "Aggregation windows open (their chunks wait for them to close).",
+            value=svc.delivery.open_windows(),
+        )  # fmt: skip
         yield GaugeMetricFamily(P + "blobs_reading", "Blobs being read now.", value=s.reading)
         yield GaugeMetricFamily(
             P + "blobs_in_flight", "Blobs with chunks read but not yet confirmed.", value=svc.tracker.blobs_in_flight

@@ -38,7 +38,9 @@ class EstateNic:
         rng, spec = self.rng, self.spec
         ts, time_str = record_time(rng, spec, minute)
         allow_in, deny, allow_out = (
-            ("UserRule_Allow-HTTPS", "DefaultRule_DenyAllInBound", "DefaultRule_AllowVnetOutBound")
+            "UserRule_Allow-HTTPS",
+            "DefaultRule_DenyAllInBound",
+            "DefaultRule_AllowVnetOutBound",
         )
         groups: dict[str, list[str]] = {allow_in: [], deny: [], allow_out: []}
         budget = spec.tuples_per_minute
