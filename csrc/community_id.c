@@ -1,0 +1,155 @@
+/* Community ID v1 (https://github.com/corelight/community-id-spec), seed 0, as community_id.py computes it.
+ * SHA-1 written out here (FIPS 180-4): the hashed flow is at most 40 bytes, so it is one block. */
+#include <string.h>
+
+#include "flow.h"
+
+#define ROL(x, n) (((x) << (n)) | ((x) >> (32 - (n))))
+
+/* The 80 rounds unrolled, the message schedule kept in a ring of 16 words. */
+#define W(i) (w[(i) & 15] = ROL(w[((i) + 13) & 15] ^ w[((i) + 8) & 15] ^ w[((i) + 2) & 15] ^ w[(i) & 15], 1))
+#define R(a, b, c, d, e, f, k, x)                \
+    do {                                         \
+        e += ROL(a, 5) + (f) + (k) + (x);        \
+        b = ROL(b, 30);                          \
+    } while (0)
+#define F1(b, c, d) (((c) ^ (d)) & (b)) ^ (d)
+#define F2(b, c, d) ((b) ^ (c) ^ (d))
+#define F3(b, c, d) ((((b) | (c)) & (d)) | ((b) & (c)))
+#define R1(a, b, c, d, e, i) R(a, b, c, d, e, F1(b, c, d), 0x5A827999u, (i) < 16 ? w[i] : W(i))
+#define R2(a, b, c, d, e, i) R(a, b, c, d, e, F2(b, c, d), 0x6ED9EBA1u, W(i))
+#define R3(a, b, c, d, e, i) R(a, b, c, d, e, F3(b, c, d), 0x8F1BBCDCu, W(i))
+#define R4(a, b, c, d, e, i) R(a, b, c, d, e, F2(b, c, d), 0xCA62C1D6u, W(i))
+#define FIVE(RX, i)               \
+    RX(a, b, c, d, e, (i));       \
+    RX(e, a, b, c, d, (i) + 1);   \
+    RX(d, e, a, b, c, (i) + 2);   \
+    RX(c, d, e, a, b, (i) + 3);   \
+    RX(b, c, d, e, a, (i) + 4)
+#define TWENTY(RX, i) \
+    FIVE(RX, i);      \
+    FIVE(RX, (i) + 5); \
+    FIVE(RX, (i) + 10); \
+    FIVE(RX, (i) + 15)
+
+static void sha1_block(const uint8_t block[64], uint32_t h[5]) {
+    uint32_t w[16];
+    for (int i = 0; i < 16; i++)
+        w[i] = (uint32_t)block[4 * i] << 24 | (uint32_t)block[4 * i + 1] << 16 | (uint32_t)block[4 * i + 2] << 8 |
+               (uint32_t)block[4 * i + 3];
+    uint32_t a = h[0], b = h[1], c = h[2], d = h[3], e = h[4];
+    TWENTY(R1, 0);
+    TWENTY(R2, 20);
+    TWENTY(R3, 40);
+    TWENTY(R4, 60);
+    h[0] += a;
+    h[1] += b;
+    h[2] += c;
+    h[3] += d;
+    h[4] += e;
+}
+
+/* SHA-1 of at most 55 bytes (one block). */
+static void sha1_short(const uint8_t *data, size_t n, uint8_t digest[20]) {
+    uint8_t block[64] = {0};
+    uint32_t h[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
+    memcpy(block, data, n);
+    block[n] = 0x80;
+    uint64_t bits = (uint64_t)n * 8;
+    for (int i = 0; i < 8; i++) block[63 - i] = (uint8_t)(bits >> (8 * i));
+    sha1_block(block, h);
+    for (int i = 0; i < 5; i++) {
+        digest[4 * i] = (uint8_t)(h[i] >> 24);
+        digest[4 * i + 1] = (uint8_t)(h[i] >> 16);
+        digest[4 * i + 2] = (uint8_t)(h[i] >> 8);
+        digest[4 * i + 3] = (uint8_t)h[i];
+    }
+}
+
+/* ICMP type -> the type of its reply (community_id.py _ICMP4_PAIRS / _ICMP6_PAIRS); -1: none. */
+static int icmp_reply(uint8_t proto, uint16_t type) {
+    if (proto == 1) {
+        switch (type) {
+        case 8: return 0;
+        case 0: return 8;
+        case 13: return 14;
+        case 14: return 13;
+        case 15: return 16;
+        case 16: return 15;
+        case 17: return 18;
+        case 18: return 17;
+        case 10: return 9;
+        case 9: return 10;
+        default: return -1;
+        }
+    }
+    switch (type) {
+    case 128: return 129;
+    case 129: return 128;
+    case 133: return 134;
+    case 134: return 133;
+    case 135: return 136;
+    case 136: return 135;
+    case 130: return 131;
+    case 131: return 130;
+    case 139: return 140;
+    case 140: return 139;
+    default: return -1;
+    }
+}
+
+static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+
+void nf_community_id(const uint8_t *a, const uint8_t *b, int v6, uint8_t proto, uint16_t sport, uint16_t dport,
+                     char out[NF_CID_LEN]) {
+    size_t alen = v6 ? 16 : 4;
+    int one_way = 0;
+    if (proto == 1 || proto == 58) {
+        int reply = icmp_reply(proto, sport);
+        if (reply < 0)
+            one_way = 1; /* no reply type: hashed as seen (type, code), never reordered */
+        else
+            dport = (uint16_t)reply;
+    }
+    if (!one_way) {
+        int cmp = memcmp(a, b, alen);
+        if (cmp > 0 || (cmp == 0 && sport > dport)) {
+            const uint8_t *t = a;
+            a = b;
+            b = t;
+            uint16_t p = sport;
+            sport = dport;
+            dport = p;
+        }
+    }
+    uint8_t data[40];
+    size_t n = 0;
+    data[n++] = 0;
+    data[n++] = 0;
+    memcpy(data + n, a, alen);
+    n += alen;
+    memcpy(data + n, b, alen);
+    n += alen;
+    data[n++] = proto;
+    data[n++] = 0;
+    if (proto == 6 || proto == 17 || proto == 132 || proto == 1 || proto == 58) {
+        data[n++] = (uint8_t)(sport >> 8);
+        data[n++] = (uint8_t)sport;
+        data[n++] = (uint8_t)(dport >> 8);
+        data[n++] = (uint8_t)dport;
+    }
+    uint8_t d[21];
+    sha1_short(data, n, d);
+    d[20] = 0;
+    out[0] = '1';
+    out[1] = ':';
+    char *o = out + 2;
+    for (int i = 0; i < 21; i += 3) {
+        uint32_t v = (uint32_t)d[i] << 16 | (uint32_t)d[i + 1] << 8 | d[i + 2];
+        *o++ = B64[v >> 18];
+        *o++ = B64[(v >> 12) & 63];
+        *o++ = B64[(v >> 6) & 63];
+        *o++ = B64[v & 63];
+    }
+    out[NF_CID_LEN - 1] = '='; /* 20 bytes: 27 characters and one pad */
+}
