@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
         for batch in converter.events():
             # Formatted lines are ~10x the input bytes: write them in slices to keep memory flat.
             for i in range(0, len(batch), 4096):
-                out.write(("\n".join(fmt.format_many(batch[i : i + 4096])) + "\n").encode())
+                out.write(fmt.format_joined(batch[i : i + 4096]))
             events += len(batch)
     except NotAFlowLog as exc:
         print(f"nsg-forwarder convert: {source} is not a flow log: {exc}", file=sys.stderr)
