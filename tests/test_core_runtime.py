@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
+import importlib.util
 import io
 import os
 import subprocess
 import sys
 import threading
 
-from forwarder.flowlog.core import ACTIVE
 from forwarder.flowlog.issues import IssueLog
 from forwarder.flowlog.stream import FileConverter
 from forwarder.formats import formatter
@@ -31,7 +31,7 @@ def _version(**env: str) -> str:
 def test_version_names_the_active_core() -> None:
     assert _version(NSG_FORWARDER_PURE_PYTHON="1") == "nsg-forwarder 0.1.0 (core: pure Python, NSG_FORWARDER_PURE_PYTHON=1)"
     default = _version(NSG_FORWARDER_PURE_PYTHON="")
-    if ACTIVE:
+    if importlib.util.find_spec("forwarder._core") is not None:
         assert default == "nsg-forwarder 0.1.0 (core: compiled C)"
     else:
         assert default.startswith("nsg-forwarder 0.1.0 (core: pure Python")

@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from forwarder.flowlog.core import DESCRIPTION as CORE_DESCRIPTION
 from forwarder.flowlog.issues import IssueLog
 from forwarder.flowlog.stream import FileConverter, NotAFlowLog
 from forwarder.formats import FORMATS, formatter
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     bad_tuples = issues.counts.get("bad flow tuple", 0)
     print(
         f"Converted {source}: format={args.format} records={converter.records} tuples={converter.tuples + bad_tuples} "
-        f"events={events} {issues.summary()} seconds={seconds:.2f} rate={events / max(seconds, 1e-9):,.0f}/s",
+        f"events={events} {issues.summary()} seconds={seconds:.2f} rate={events / max(seconds, 1e-9):,.0f}/s "
+        f"core={CORE_DESCRIPTION.split(',')[0].replace(' ', '-')}",
         file=sys.stderr,
     )
     return 3 if args.strict and issues.total else 0
