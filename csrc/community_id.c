@@ -49,15 +49,80 @@ static void sha1_block(const uint8_t block[64], uint32_t h[5]) {
     h[4] += e;
 }
 
+#if defined(__x86_64__) && (defined(__GNUC__) || defined(__clang__))
+#include <cpuid.h>
+#include <immintrin.h>
+#define NF_HAVE_SHA_NI 1
+
+/* The same block function on the SHA extensions of x86 CPUs (Intel since 2016, AMD since Zen): a few
+ * times faster, and about every other flow tuple is a flow not seen before. Message words of group i
+ * (rounds 4i..4i+3) are M[i]; for i >= 4, M[i] = sha1msg2(sha1msg1(M[i-4], M[i-3]) ^ M[i-2], M[i-1]),
+ * computed a step at a time in the groups before it. */
+#define RNDS4(abcd, e, f)                                       \
+    switch (f) {                                                \
+    case 0: abcd = _mm_sha1rnds4_epu32(abcd, e, 0); break;     \
+    case 1: abcd = _mm_sha1rnds4_epu32(abcd, e, 1); break;     \
+    case 2: abcd = _mm_sha1rnds4_epu32(abcd, e, 2); break;     \
+    default: abcd = _mm_sha1rnds4_epu32(abcd, e, 3); break;    \
+    }
+
+__attribute__((target("sha,ssse3,sse4.1"))) static void sha1_block_ni(const uint8_t block[64], uint32_t h[5]) {
+    const __m128i swap = _mm_set_epi64x(0x0001020304050607LL, 0x08090a0b0c0d0e0fLL);
+    __m128i abcd = _mm_shuffle_epi32(_mm_loadu_si128((const __m128i *)h), 0x1B);
+    __m128i e0 = _mm_set_epi32((int)h[4], 0, 0, 0), e1;
+    const __m128i abcd_save = abcd, e0_save = e0;
+    __m128i m[4];
+    for (int i = 0; i < 4; i++) m[i] = _mm_shuffle_epi8(_mm_loadu_si128((const __m128i *)(block + 16 * i)), swap);
+    e0 = _mm_add_epi32(e0, m[0]);
+    e1 = abcd;
+    abcd = _mm_sha1rnds4_epu32(abcd, e0, 0);
+    for (int i = 1; i < 20; i++) {
+        __m128i cur = m[i % 4];
+        if (i & 1) {
+            e1 = _mm_sha1nexte_epu32(e1, cur);
+            e0 = abcd;
+            if (i >= 3 && i <= 18) m[(i + 1) % 4] = _mm_sha1msg2_epu32(m[(i + 1) % 4], cur);
+            RNDS4(abcd, e1, i / 5);
+        } else {
+            e0 = _mm_sha1nexte_epu32(e0, cur);
+            e1 = abcd;
+            if (i >= 3 && i <= 18) m[(i + 1) % 4] = _mm_sha1msg2_epu32(m[(i + 1) % 4], cur);
+            RNDS4(abcd, e0, i / 5);
+        }
+        if (i <= 16) m[(i + 3) % 4] = _mm_sha1msg1_epu32(m[(i + 3) % 4], cur);
+        if (i >= 2 && i <= 17) m[(i + 2) % 4] = _mm_xor_si128(m[(i + 2) % 4], cur);
+    }
+    e0 = _mm_sha1nexte_epu32(e0, e0_save);
+    abcd = _mm_add_epi32(abcd, abcd_save);
+    _mm_storeu_si128((__m128i *)h, _mm_shuffle_epi32(abcd, 0x1B));
+    h[4] = (uint32_t)_mm_extract_epi32(e0, 3);
+}
+
+static int sha_ni;
+
+void nf_init(void) {
+    unsigned a, b, c, d;
+    int sse41 = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_1) && (c & bit_SSSE3);
+    sha_ni = sse41 && __get_cpuid_count(7, 0, &a, &b, &c, &d) && (b & (1u << 29));
+}
+#else
+void nf_init(void) {}
+#endif
+
 /* SHA-1 of at most 55 bytes (one block). */
-static void sha1_short(const uint8_t *data, size_t n, uint8_t digest[20]) {
+static void sha1_short(const uint8_t *data, size_t n, uint8_t digest[20], int portable) {
     uint8_t block[64] = {0};
     uint32_t h[5] = {0x67452301u, 0xEFCDAB89u, 0x98BADCFEu, 0x10325476u, 0xC3D2E1F0u};
     memcpy(block, data, n);
     block[n] = 0x80;
     uint64_t bits = (uint64_t)n * 8;
     for (int i = 0; i < 8; i++) block[63 - i] = (uint8_t)(bits >> (8 * i));
-    sha1_block(block, h);
+#ifdef NF_HAVE_SHA_NI
+    if (sha_ni && !portable)
+        sha1_block_ni(block, h);
+    else
+#endif
+        sha1_block(block, h);
     for (int i = 0; i < 5; i++) {
         digest[4 * i] = (uint8_t)(h[i] >> 24);
         digest[4 * i + 1] = (uint8_t)(h[i] >> 16);
@@ -102,6 +167,11 @@ static const char B64[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0
 
 void nf_community_id(const uint8_t *a, const uint8_t *b, int v6, uint8_t proto, uint16_t sport, uint16_t dport,
                      char out[NF_CID_LEN]) {
+    nf_community_id_with(a, b, v6, proto, sport, dport, out, 0);
+}
+
+void nf_community_id_with(const uint8_t *a, const uint8_t *b, int v6, uint8_t proto, uint16_t sport, uint16_t dport,
+                          char out[NF_CID_LEN], int portable) {
     size_t alen = v6 ? 16 : 4;
     int one_way = 0;
     if (proto == 1 || proto == 58) {
@@ -139,7 +209,7 @@ void nf_community_id(const uint8_t *a, const uint8_t *b, int v6, uint8_t proto, 
         data[n++] = (uint8_t)dport;
     }
     uint8_t d[21];
-    sha1_short(data, n, d);
+    sha1_short(data, n, d, portable);
     d[20] = 0;
     out[0] = '1';
     out[1] = ':';

@@ -80,6 +80,11 @@ long nf_count_span_tuples(const char *text, size_t start, size_t end);
 #define NF_CID_LEN 30
 void nf_community_id(const uint8_t *a, const uint8_t *b, int v6, uint8_t proto, uint16_t sport, uint16_t dport,
                      char out[NF_CID_LEN]);
+/* The same with the portable SHA-1 when ``portable`` (the fuzzer holds the two to the same digests). */
+void nf_community_id_with(const uint8_t *a, const uint8_t *b, int v6, uint8_t proto, uint16_t sport, uint16_t dport,
+                          char out[NF_CID_LEN], int portable);
+/* Pick the fastest SHA-1 this CPU runs; call once before any other nf_ function. */
+void nf_init(void);
 
 /* Text rendered once per rule group (g), per rule group and variant (gv) and per call (glob) by the
  * Python formatters; the layouts are listed in render.c. */
@@ -116,7 +121,7 @@ typedef struct {
     uint8_t used;
 } nf_cid_slot;
 
-#define NF_CID_SLOTS 2048
+#define NF_CID_SLOTS 16384
 typedef struct {
     nf_cid_slot *cid; /* NF_CID_SLOTS zeroed slots, or NULL for no cache */
     int64_t last_sec;

@@ -779,6 +779,7 @@ PyMODINIT_FUNC PyInit__core(void) {
         }
         key_made = 1;
     }
+    nf_init();
     if (PyType_Ready(&EventsType) < 0) return NULL;
     PyObject *m = PyModule_Create(&core_module);
     if (m == NULL) return NULL;

@@ -37,15 +37,29 @@ static inline char *put(char *o, const char *s, size_t n) {
 #define PUTS(o, lit) put((o), (lit), sizeof(lit) - 1)
 #define PUTP(o, piece) put((o), (piece).p, (piece).n)
 
+static const char DIGIT_PAIRS[201] =
+    "00010203040506070809101112131415161718192021222324252627282930313233343536373839"
+    "40414243444546474849505152535455565758596061626364656667686970717273747576777879"
+    "8081828384858687888990919293949596979899";
+
+/* Decimal, two digits per division: ports, counters and ids are most of a line's numbers. */
 static inline char *put_u64(char *o, uint64_t v) {
     char tmp[20];
-    int n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    while (n) *o++ = tmp[--n];
-    return o;
+    int n = 20;
+    while (v >= 100) {
+        unsigned pair = (unsigned)(v % 100);
+        v /= 100;
+        tmp[--n] = DIGIT_PAIRS[2 * pair + 1];
+        tmp[--n] = DIGIT_PAIRS[2 * pair];
+    }
+    if (v >= 10) {
+        tmp[--n] = DIGIT_PAIRS[2 * v + 1];
+        tmp[--n] = DIGIT_PAIRS[2 * v];
+    } else {
+        tmp[--n] = (char)('0' + v);
+    }
+    memcpy(o, tmp + n, (size_t)(20 - n));
+    return o + (20 - n);
 }
 
 static inline char *put_2(char *o, unsigned v) {
@@ -119,9 +133,10 @@ static const char *cid_of(const nf_cols *c, size_t r, nf_scratch *sc, char own[N
     key[36] = c->proto[r];
     key[37] = (uint8_t)v6;
     key[38] = key[39] = 0;
-    uint64_t h = 1469598103934665603ull; /* FNV-1a */
-    for (int i = 0; i < 38; i++) h = (h ^ key[i]) * 1099511628211ull;
-    nf_cid_slot *slot = &sc->cid[(h ^ (h >> 29)) & (NF_CID_SLOTS - 1)];
+    uint64_t w[5], h = 0;
+    memcpy(w, key, sizeof(w));
+    for (int i = 0; i < 5; i++) h = (h ^ w[i]) * 0x9E3779B97F4A7C15ull; /* multiplicative mixing, word by word */
+    nf_cid_slot *slot = &sc->cid[(h >> 32) & (NF_CID_SLOTS - 1)];
     if (!slot->used || memcmp(slot->key, key, sizeof(key)) != 0) {
         memcpy(slot->key, key, sizeof(key));
         nf_community_id(c->src_bin[r], c->dst_bin[r], v6, c->proto[r], c->sport[r], c->dport[r], slot->cid);

@@ -55,11 +55,20 @@ static void take(nf_cols *c, const char *s, size_t n, int layout) {
     if (nf_parse_tuple(s, n, layout, &t)) {
         check_address(t.src, t.src_len, t.src_bin, t.v6);
         check_address(t.dst, t.dst_len, t.dst_bin, t.v6);
+        char fast[NF_CID_LEN], portable[NF_CID_LEN];
+        nf_community_id_with(t.src_bin, t.dst_bin, t.v6, t.proto, t.sport, t.dport, fast, 0);
+        nf_community_id_with(t.src_bin, t.dst_bin, t.v6, t.proto, t.sport, t.dport, portable, 1);
+        CHECK(memcmp(fast, portable, NF_CID_LEN) == 0);
         CHECK(nf_cols_push(c, &t, 0, (int64_t)c->n, 0) == 0);
     } else {
         CHECK(nf_cols_push_python(c, 0, (int64_t)c->n) == 0);
         c->flags[c->n - 1] |= NF_DEAD;
     }
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv) {
+    nf_init();
+    return 0;
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
