@@ -699,6 +699,92 @@ done:
     return result;
 }
 
+/* concat(batches) -> one Events holding the rows of every Events (or view) of ``batches``, in order:
+ * a pipeline that gathers several batches into one chunk keeps them as columns. */
+static PyObject *concat(PyObject *module, PyObject *batches) {
+    if (!PyList_Check(batches)) {
+        PyErr_SetString(PyExc_TypeError, "concat takes a list of Events");
+        return NULL;
+    }
+    size_t total = 0;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(batches); i++) {
+        PyObject *item = PyList_GET_ITEM(batches, i);
+        if (Py_TYPE(item) != &EventsType) {
+            PyErr_SetString(PyExc_TypeError, "concat takes a list of Events");
+            return NULL;
+        }
+        if (check_readable((EventsObject *)item)) return NULL;
+        total += rows_of((EventsObject *)item);
+    }
+    EventsObject *out = (EventsObject *)EventsType.tp_alloc(&EventsType, 0);
+    if (out == NULL) return NULL;
+    if (nf_cols_reserve(&out->cols, total)) goto nomem;
+    for (Py_ssize_t i = 0; i < PyList_GET_SIZE(batches); i++) {
+        EventsObject *view = (EventsObject *)PyList_GET_ITEM(batches, i), *s = storage(view);
+        size_t r0 = first_row(view), n = rows_of(view);
+        if (n == 0) continue;
+        size_t g0, g1;
+        group_range(view, &g0, &g1);
+        uint32_t group_base = (uint32_t)out->ngroups;
+        for (size_t g = g0; g < g1; g++) {
+            PyObject *prefix = PyUnicode_FromString(s->groups[g].prefix);
+            int failed = prefix == NULL || add_group(out, s->groups[g].ctx, prefix, 0);
+            Py_XDECREF(prefix);
+            if (failed) goto fail;
+        }
+        for (size_t k = 0; k < n; k++) {
+            size_t r = r0 + k, w = out->cols.n;
+            const nf_cols *c = &s->cols;
+            uint32_t group = group_base + (c->group[r] - (uint32_t)g0);
+            if (c->flags[r] & NF_PYTHON) {
+                if (nf_cols_push_python(&out->cols, group, c->index[r])) goto nomem;
+                PyObject *e = s->py ? s->py[r] : NULL;
+                if (e == NULL) {
+                    PyErr_SetString(PyExc_RuntimeError, "a tuple left to the reference was never resolved");
+                    goto fail;
+                }
+                if (out->py == NULL) {
+                    out->py = calloc(out->cols.cap, sizeof(PyObject *));
+                    if (out->py == NULL) goto nomem;
+                    out->py_cap = out->cols.cap;
+                }
+                out->py[w] = Py_NewRef(e);
+                continue;
+            }
+            variant_t *v = &s->variants[c->variant[r]];
+            int variant = variant_of(out, v->state, v->enc, v->enc_len);
+            if (variant < 0) {
+                PyErr_SetString(PyExc_OverflowError, "too many (state, encryption) pairs for one batch");
+                goto fail;
+            }
+            nf_tuple t = {0};
+            t.ts_ms = c->ts_ms[r];
+            t.src = c->text + c->src_off[r];
+            t.src_len = c->src_len[r];
+            t.dst = c->text + c->dst_off[r];
+            t.dst_len = c->dst_len[r];
+            memcpy(t.src_bin, c->src_bin[r], 16);
+            memcpy(t.dst_bin, c->dst_bin[r], 16);
+            t.v6 = (c->flags[r] & NF_V6) != 0;
+            t.inbound = (c->flags[r] & NF_INBOUND) != 0;
+            t.allowed = (c->flags[r] & NF_ALLOWED) != 0;
+            t.has_counters = (c->flags[r] & NF_COUNTERS) != 0;
+            t.proto = c->proto[r];
+            t.sport = c->sport[r];
+            t.dport = c->dport[r];
+            t.state = c->state[r];
+            memcpy(t.counters, c->counters[r], sizeof(t.counters));
+            if (nf_cols_push(&out->cols, &t, group, c->index[r], (uint16_t)variant)) goto nomem;
+        }
+    }
+    return (PyObject *)out;
+nomem:
+    PyErr_NoMemory();
+fail:
+    Py_DECREF(out);
+    return NULL;
+}
+
 /* count_tuples(text, start, end) -> tuples in the flowTuples array text[start:end] (quote to quote), or -1
  * when it is not in the plain form (see nf_count_span_tuples). */
 static PyObject *count_tuples(PyObject *module, PyObject *args) {
@@ -762,6 +848,7 @@ static PyTypeObject EventsType = {
 static PyMethodDef module_methods[] = {
     {"render", render, METH_VARARGS, "Render events as lines of one format."},
     {"set_event_type", set_event_type, METH_O, "The FlowEvent class that items are built as."},
+    {"concat", concat, METH_O, "One Events holding the rows of a list of Events, in order."},
     {"count_tuples", count_tuples, METH_VARARGS, "Tuples in a plain flowTuples array cut from ASCII text, or -1."},
     {NULL, NULL, 0, NULL},
 };

@@ -9,6 +9,7 @@ NSG_FORWARDER_PURE_PYTHON=1 is set.
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from types import ModuleType
 from typing import Any
 
@@ -35,3 +36,15 @@ class _NoEvents:
 
 
 CoreEvents: Any = core.Events if core is not None else _NoEvents
+
+
+def concat(batches: Sequence[Sequence[FlowEvent]]) -> Sequence[FlowEvent]:
+    """The events of several batches of the Normaliser as one sequence, in order.
+
+    Compiled batches stay compiled (their rows copied into one, no FlowEvent built), so that a chunk made of
+    several batches is still formatted by the compiled core; anything else becomes a list.
+    """
+    if core is not None and batches and all(type(b) is core.Events for b in batches):
+        joined: Sequence[FlowEvent] = core.concat(list(batches))  # type: ignore[arg-type]
+        return joined
+    return [e for batch in batches for e in batch]
