@@ -36,7 +36,10 @@ def main() -> None:
                     f = t.split(",")
                     event = {
                         "@timestamp": int(f[0]) if vnet else int(f[0]) * 1000,
-                        "event": {"action": "flow", "outcome": "success" if f[7] in ("A", "B", "C", "E") else "failure"},
+                        "event": {
+                            "action": "flow",
+                            "outcome": "success" if f[7] in ("A", "B", "C", "E") else "failure",
+                        },
                         "source": {"ip": f[1], "port": int(f[3])},
                         "destination": {"ip": f[2], "port": int(f[4])},
                         "network": {"transport": PROTOCOLS.get(f[5], f[5]), "direction": f[6]},

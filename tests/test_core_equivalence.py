@@ -11,10 +11,17 @@ from __future__ import annotations
 import json
 import random
 from dataclasses import replace
+from io import BytesIO
 
 import pytest
 
-from forwarder.flowlog.core import core
+from forwarder.flowlog.core import concat, core
+from forwarder.flowlog.issues import IssueLog
+from forwarder.flowlog.model import FlowEvent
+from forwarder.flowlog.normalise import Normaliser
+from forwarder.flowlog.records import RecordDecoder
+from forwarder.flowlog.stream import FileConverter
+from forwarder.formats import formatter
 from forwarder.samples.generator import HEAD, TAIL, BlobSpec, blob_bytes
 from tests.support.core_paths import assert_same, both, needs_core
 from tests.support.events import validate_lines
@@ -72,7 +79,21 @@ IPS = ["10.0.0.4", "13.67.143.118", "0.0.0.0", "255.255.255.255", "010.0.0.1", "
        "2001:db8:0:0:0:0:0:1", "1:2:3:4:5:6:7:8", "1:2:3:4:5:6:7::", "::2:3:4:5:6:7:8", "1:2:3:4::5:6:7:8",
        "1:2:3:4:5:6:7:8:9", "12345::1", ":1::2", "1:::2", "1::2::3", "::ffff:1.2.3.4", "fe80::1%eth0", "FE80::1",
        "0:0:0:0:0:0:0:0", "fffff::", "1:2:3:4:5:6:7:", "g::1", ""]  # fmt: skip
-PORTS = ["443", "0", "65535", "65536", "080", "0000000000080", "+80", " 80", "8_0", "٨٠", "", "-1", "99999999999999999999"]
+PORTS = [
+    "443",
+    "0",
+    "65535",
+    "65536",
+    "080",
+    "0000000000080",
+    "+80",
+    " 80",
+    "8_0",
+    "٨٠",
+    "",
+    "-1",
+    "99999999999999999999",
+]
 NSG_PROTOS = ["T", "U", "X", "t", "", "6"]
 VNET_PROTOS = ["6", "17", "1", "58", "132", "47", "0", "255", "256", "06", "+6", "T", "", "٦"]
 DIRS = ["I", "O", "X", "", "i"]
@@ -156,7 +177,7 @@ def test_every_spelling_of_every_field_is_judged_and_read_alike(kind: str, versi
 
 def test_tuples_with_non_ascii_text_in_a_big_record_take_the_list_path() -> None:
     spec = BlobSpec(kind="vnet", version=4, minutes=1, tuples_per_minute=1100)
-    data = blob_bytes(spec).replace(b'"rule":"DefaultRule_AllowInternetOutBound"', "\"rule\":\"Règle\"".encode())
+    data = blob_bytes(spec).replace(b'"rule":"DefaultRule_AllowInternetOutBound"', '"rule":"Règle"'.encode())
     compiled, reference = both(data)
     assert compiled.issues == []
     assert_same(compiled, reference)
@@ -167,12 +188,6 @@ def test_tuples_with_non_ascii_text_in_a_big_record_take_the_list_path() -> None
 def test_a_batch_reads_like_a_list_of_flow_events() -> None:
     assert core is not None
     spec = BlobSpec(kind="nsg", version=2, minutes=1, tuples_per_minute=50, ipv6_share=0.5)
-    compiled, _ = both(blob_bytes(spec))
-    from forwarder.flowlog.issues import IssueLog
-    from forwarder.flowlog.model import FlowEvent
-    from forwarder.flowlog.normalise import Normaliser
-    from forwarder.flowlog.records import RecordDecoder
-
     data = blob_bytes(spec)
     issues = IssueLog()
     records = list(RecordDecoder("acct/c/b", len(HEAD), issues).feed(data[len(HEAD) : -len(TAIL)], final=True))
@@ -213,19 +228,15 @@ def _schema_safe(tuples: list[object]) -> list[object]:
 
 
 def test_batches_joined_into_one_stay_compiled_and_give_the_same_lines() -> None:
-    from forwarder.flowlog.core import concat
-    from forwarder.formats import formatter
-
     spec = BlobSpec(kind="vnet", version=4, minutes=3, tuples_per_minute=300, ipv6_share=0.3)
-    data = HEAD + b",".join(
-        [blob_bytes(spec)[len(HEAD) : -len(TAIL)]]
-        + [json.dumps(_record("vnet", 4, _schema_safe(_mutated_tuples("vnet", 4, random.Random(5), 200)), 7)).encode()]
-    ) + TAIL
-    from io import BytesIO
-
-    from forwarder.flowlog.issues import IssueLog
-    from forwarder.flowlog.stream import FileConverter
-
+    mutated = _schema_safe(_mutated_tuples("vnet", 4, random.Random(5), 200))
+    data = (
+        HEAD
+        + blob_bytes(spec)[len(HEAD) : -len(TAIL)]
+        + b","
+        + json.dumps(_record("vnet", 4, mutated, 7)).encode()
+        + TAIL
+    )
     batches = list(FileConverter(BytesIO(data), "acct/c/b", IssueLog(), 1 << 14).events())
     assert len(batches) > 2 and any(b.python_rows() for b in batches)  # type: ignore[attr-defined]
     views = [b[1:] if i % 2 else b for i, b in enumerate(batches)]

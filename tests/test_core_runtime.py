@@ -29,7 +29,8 @@ def _version(**env: str) -> str:
 
 
 def test_version_names_the_active_core() -> None:
-    assert _version(NSG_FORWARDER_PURE_PYTHON="1") == "nsg-forwarder 0.1.0 (core: pure Python, NSG_FORWARDER_PURE_PYTHON=1)"
+    pure = _version(NSG_FORWARDER_PURE_PYTHON="1")
+    assert pure == "nsg-forwarder 0.1.0 (core: pure Python, NSG_FORWARDER_PURE_PYTHON=1)"
     default = _version(NSG_FORWARDER_PURE_PYTHON="")
     if importlib.util.find_spec("forwarder._core") is not None:
         assert default == "nsg-forwarder 0.1.0 (core: compiled C)"
@@ -39,7 +40,9 @@ def test_version_names_the_active_core() -> None:
 
 def _convert(data: bytes, fmt: str) -> bytes:
     fmt_ = formatter(fmt)
-    return b"".join(fmt_.format_joined(batch) for batch in FileConverter(io.BytesIO(data), "acct/c/b", IssueLog()).events())
+    return b"".join(
+        fmt_.format_joined(batch) for batch in FileConverter(io.BytesIO(data), "acct/c/b", IssueLog()).events()
+    )
 
 
 @needs_core

@@ -94,7 +94,7 @@ def _count_tuples(text: str, open_at: int, close: int) -> int:
     """Tuples in the array text[open_at:close] (first to last quote) in the plain form: no backslash, and
     every quote one of the two ends or part of a separator (no blanks, no odd strings); -1 otherwise."""
     if core is not None:
-        counted = core.count_tuples(text, open_at, close)
+        counted: int = core.count_tuples(text, open_at, close)
         if counted != -2:  # -2: not ASCII text, counted below
             return counted
     if text[open_at] != '"' or text[close - 1] != '"' or text.find("\\", open_at, close) >= 0:

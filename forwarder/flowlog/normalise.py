@@ -433,11 +433,15 @@ _GROUP_PARSERS: dict[tuple[str, int], Callable[[FlowContext, int, Iterable[Any],
     ("vnet", 4): _vnet_v4,
 }
 
-_LAYOUTS = {("nsg", 1): 0, ("nsg", 2): 1, ("vnet", 4): 2} if core is None else {
-    ("nsg", 1): core.NSG1,
-    ("nsg", 2): core.NSG2,
-    ("vnet", 4): core.VNET4,
-}
+_LAYOUTS = (
+    {("nsg", 1): 0, ("nsg", 2): 1, ("vnet", 4): 2}
+    if core is None
+    else {
+        ("nsg", 1): core.NSG1,
+        ("nsg", 2): core.NSG2,
+        ("vnet", 4): core.VNET4,
+    }
+)
 
 
 def _core_part(
@@ -477,6 +481,7 @@ def _core_part(
     if bad:
         out.compact()
     return bad
+
 
 _FIELDS = {
     ("nsg", 1): "ts,src,dst,sport,dport,proto,direction,decision",

@@ -135,8 +135,7 @@ class CefFormatter(TupleCachingFormatter[_Pieces, str]):
 
     def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
         if type(events) is CoreEvents:
-            lines: list[str] = self._render(events, joined=False)
-            return lines
+            return self._render_lines(events)
         out: list[str] = []
         append = out.append
         addr_cache = self._addr_cache(len(events))

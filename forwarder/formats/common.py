@@ -97,9 +97,15 @@ class CachingFormatter(Generic[P]):
     def format_joined(self, events: Sequence[FlowEvent]) -> bytes:
         """The lines of ``events`` as UTF-8, each followed by a newline (what a file or a pipe gets)."""
         if type(events) is CoreEvents:
-            joined: bytes = self._render(events, joined=True)
+            joined = self._render(events, joined=True)
+            assert isinstance(joined, bytes)
             return joined
         return ("\n".join(self.format_many(events)) + "\n").encode() if len(events) else b""
+
+    def _render_lines(self, events: object) -> list[str]:
+        lines = self._render(events, joined=False)
+        assert isinstance(lines, list)
+        return lines
 
     def _render(self, events: object, joined: bool) -> list[str] | bytes:
         """Lines rendered by the compiled core from its columns, with the constant pieces of each rule

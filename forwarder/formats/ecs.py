@@ -276,8 +276,7 @@ class EcsFormatter(CachingFormatter[_Prepared]):
 
     def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
         if type(events) is CoreEvents:
-            lines: list[str] = self._render(events, joined=False)
-            return lines
+            return self._render_lines(events)
         out: list[str] = []
         append = out.append
         last_ctx = self._last_ctx
