@@ -58,13 +58,24 @@ static void sha1_block(const uint8_t block[64], uint32_t h[5]) {
  * times faster, and about every other flow tuple is a flow not seen before. Message words of group i
  * (rounds 4i..4i+3) are M[i]; for i >= 4, M[i] = sha1msg2(sha1msg1(M[i-4], M[i-3]) ^ M[i-2], M[i-1]),
  * computed a step at a time in the groups before it. */
-#define RNDS4(abcd, e, f)                                       \
-    switch (f) {                                                \
-    case 0: abcd = _mm_sha1rnds4_epu32(abcd, e, 0); break;     \
-    case 1: abcd = _mm_sha1rnds4_epu32(abcd, e, 1); break;     \
-    case 2: abcd = _mm_sha1rnds4_epu32(abcd, e, 2); break;     \
-    default: abcd = _mm_sha1rnds4_epu32(abcd, e, 3); break;    \
-    }
+/* One group of four rounds, i = 1..19 (f = i / 5), unrolled by the compiler: every index is a constant. */
+#define GROUP(i, f)                                                                           \
+    do {                                                                                      \
+        __m128i cur = m[(i) % 4];                                                             \
+        if ((i) & 1) {                                                                        \
+            e1 = _mm_sha1nexte_epu32(e1, cur);                                                \
+            e0 = abcd;                                                                        \
+            if ((i) >= 3 && (i) <= 18) m[((i) + 1) % 4] = _mm_sha1msg2_epu32(m[((i) + 1) % 4], cur); \
+            abcd = _mm_sha1rnds4_epu32(abcd, e1, f);                                          \
+        } else {                                                                              \
+            e0 = _mm_sha1nexte_epu32(e0, cur);                                                \
+            e1 = abcd;                                                                        \
+            if ((i) >= 3 && (i) <= 18) m[((i) + 1) % 4] = _mm_sha1msg2_epu32(m[((i) + 1) % 4], cur); \
+            abcd = _mm_sha1rnds4_epu32(abcd, e0, f);                                          \
+        }                                                                                     \
+        if ((i) <= 16) m[((i) + 3) % 4] = _mm_sha1msg1_epu32(m[((i) + 3) % 4], cur);          \
+        if ((i) >= 2 && (i) <= 17) m[((i) + 2) % 4] = _mm_xor_si128(m[((i) + 2) % 4], cur);   \
+    } while (0)
 
 __attribute__((target("sha,ssse3,sse4.1"))) static void sha1_block_ni(const uint8_t block[64], uint32_t h[5]) {
     const __m128i swap = _mm_set_epi64x(0x0001020304050607LL, 0x08090a0b0c0d0e0fLL);
@@ -76,22 +87,10 @@ __attribute__((target("sha,ssse3,sse4.1"))) static void sha1_block_ni(const uint
     e0 = _mm_add_epi32(e0, m[0]);
     e1 = abcd;
     abcd = _mm_sha1rnds4_epu32(abcd, e0, 0);
-    for (int i = 1; i < 20; i++) {
-        __m128i cur = m[i % 4];
-        if (i & 1) {
-            e1 = _mm_sha1nexte_epu32(e1, cur);
-            e0 = abcd;
-            if (i >= 3 && i <= 18) m[(i + 1) % 4] = _mm_sha1msg2_epu32(m[(i + 1) % 4], cur);
-            RNDS4(abcd, e1, i / 5);
-        } else {
-            e0 = _mm_sha1nexte_epu32(e0, cur);
-            e1 = abcd;
-            if (i >= 3 && i <= 18) m[(i + 1) % 4] = _mm_sha1msg2_epu32(m[(i + 1) % 4], cur);
-            RNDS4(abcd, e0, i / 5);
-        }
-        if (i <= 16) m[(i + 3) % 4] = _mm_sha1msg1_epu32(m[(i + 3) % 4], cur);
-        if (i >= 2 && i <= 17) m[(i + 2) % 4] = _mm_xor_si128(m[(i + 2) % 4], cur);
-    }
+    GROUP(1, 0); GROUP(2, 0); GROUP(3, 0); GROUP(4, 0);
+    GROUP(5, 1); GROUP(6, 1); GROUP(7, 1); GROUP(8, 1); GROUP(9, 1);
+    GROUP(10, 2); GROUP(11, 2); GROUP(12, 2); GROUP(13, 2); GROUP(14, 2);
+    GROUP(15, 3); GROUP(16, 3); GROUP(17, 3); GROUP(18, 3); GROUP(19, 3);
     e0 = _mm_sha1nexte_epu32(e0, e0_save);
     abcd = _mm_add_epi32(abcd, abcd_save);
     _mm_storeu_si128((__m128i *)h, _mm_shuffle_epi32(abcd, 0x1B));
@@ -100,6 +99,8 @@ __attribute__((target("sha,ssse3,sse4.1"))) static void sha1_block_ni(const uint
 
 static int sha_ni;
 
+int nf_sha1_is_fast(void) { return sha_ni; }
+
 void nf_init(void) {
     unsigned a, b, c, d;
     int sse41 = __get_cpuid(1, &a, &b, &c, &d) && (c & bit_SSE4_1) && (c & bit_SSSE3);
@@ -107,6 +108,7 @@ void nf_init(void) {
 }
 #else
 void nf_init(void) {}
+int nf_sha1_is_fast(void) { return 0; }
 #endif
 
 /* SHA-1 of at most 55 bytes (one block). */

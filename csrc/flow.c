@@ -103,14 +103,15 @@ int nf_parse_tuple(const char *s, size_t n, int layout, nf_tuple *t) {
     const char *f[13];
     size_t len[13];
     size_t want = layout == NF_NSG1 ? 8 : 13, count = 0, start = 0;
+    unsigned char high = 0;
+    for (size_t i = 0; i < n; i++) high |= (unsigned char)s[i]; /* one vectorised pass: ASCII only */
+    if (high & 0x80) return 0;
     for (size_t i = 0; i <= n; i++) {
         if (i == n || s[i] == ',') {
             if (count == want) return 0;
             f[count] = s + start;
             len[count++] = i - start;
             start = i + 1;
-        } else if ((unsigned char)s[i] >= 0x80) {
-            return 0;
         }
     }
     if (count != want) return 0;

@@ -85,6 +85,8 @@ void nf_community_id_with(const uint8_t *a, const uint8_t *b, int v6, uint8_t pr
                           char out[NF_CID_LEN], int portable);
 /* Pick the fastest SHA-1 this CPU runs; call once before any other nf_ function. */
 void nf_init(void);
+/* 1 when SHA-1 runs on the CPU's SHA instructions: then hashing a flow costs less than looking it up. */
+int nf_sha1_is_fast(void);
 
 /* Text rendered once per rule group (g), per rule group and variant (gv) and per call (glob) by the
  * Python formatters; the layouts are listed in render.c. */

@@ -639,7 +639,7 @@ static PyObject *render(PyObject *module, PyObject *args) {
     ts->buf.n = 0;
     nf_buf buf = ts->buf;
     nf_scratch sc = {0};
-    sc.cid = ts->cid;
+    sc.cid = nf_sha1_is_fast() ? NULL : ts->cid;
     int failed = 0;
     Py_BEGIN_ALLOW_THREADS size_t k = 0;
     for (size_t i = 0; i < n && !failed; i++) {
