@@ -8,7 +8,7 @@ to the naive converter on the same blob; then peak RSS of `convert` on a 100 MB 
 
 Every figure is a whole process, start-up included, writing its output to a file or /dev/null; each is
 the best of --repeat runs (the machine is shared: the best run is the one least disturbed), peak RSS the
-highest. Usage: python bench/bench_core.py [--mb 40] [--repeat 3] [--rss-mb 100]
+highest. Usage: python bench/bench_core.py [--mb 40] [--repeat 3] [--rss-mb 100] [--compare-with ../main]
 """
 
 from __future__ import annotations
@@ -29,18 +29,25 @@ HERE = Path(__file__).resolve().parent
 PY = sys.executable
 
 
-def measure(cmd: list[str], repeat: int, env: dict[str, str] | None = None) -> tuple[float, float]:
-    """(best seconds, highest peak RSS MB) over ``repeat`` runs; exits on a failed run."""
+def measure(
+    cmd: list[str], repeat: int, env: dict[str, str] | None = None, cwd: Path | None = None
+) -> tuple[float, float]:
+    """(best seconds, highest peak RSS MB) over ``repeat`` runs; exits on a failed run. ``cwd``: run the
+    forwarder of another checkout (python -m forwarder imports from the working directory first)."""
     best, peak = float("inf"), 0.0
     saved = dict(os.environ)
+    saved_cwd = Path.cwd()
     try:
         os.environ.update(env or {})
+        if cwd is not None:
+            os.chdir(cwd)
         for _ in range(repeat):
             seconds, rss, err, status = run_measured(cmd)
             if status != 0:
                 sys.exit(f"failed: {' '.join(cmd)}\n{err}")
             best, peak = min(best, seconds), max(peak, rss)
     finally:
+        os.chdir(saved_cwd)
         os.environ.clear()
         os.environ.update(saved)
     return best, peak
@@ -66,7 +73,9 @@ def header(title: str) -> None:
     print(f"\n{title}\n{'':44} {'seconds':>7} {'tuples/s':>12} {'vs naive':>8} {'RSS MB':>9}", flush=True)
 
 
-def convert_rows(path: Path, tuples: int, kind: str, formats: list[str], pure: list[str], repeat: int) -> None:
+def convert_rows(
+    path: Path, tuples: int, kind: str, formats: list[str], pure: list[str], repeat: int, other: Path | None = None
+) -> None:
     naive, rss = measure([PY, str(HERE / "naive_convert.py"), str(path), os.devnull], repeat)
     header(f"{kind} PT1H.json, {path.stat().st_size / 1e6:.1f} MB, {tuples:,} tuples: convert to /dev/null")
     row("naive orjson converter (baseline)", tuples, naive, rss, naive)
@@ -74,6 +83,10 @@ def convert_rows(path: Path, tuples: int, kind: str, formats: list[str], pure: l
         cmd = [PY, "-m", "forwarder", "convert", str(path), "--format", fmt, "--output", os.devnull]
         seconds, rss = measure(cmd, repeat, env)
         row(f"convert --format {fmt} ({label})", tuples, seconds, rss, naive)
+    for fmt in pure if other else []:
+        cmd = [PY, "-m", "forwarder", "convert", str(path), "--format", fmt, "--output", os.devnull]
+        seconds, rss = measure(cmd, repeat, PURE, cwd=other)
+        row(f"convert --format {fmt} ({other.name if other else ''} checkout)", tuples, seconds, rss, naive)
 
 
 def run_rows(path: Path, tuples: int, repeat: int, tmp: Path) -> None:
@@ -107,13 +120,19 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=3, help="runs per figure; the best counts (default 3)")
     ap.add_argument("--rss-mb", type=float, default=100.0, help="blob size for the peak RSS check (0: skip)")
     ap.add_argument("--skip-run", action="store_true", help="leave out the run --once figures")
+    ap.add_argument(
+        "--compare-with",
+        type=Path,
+        help="another checkout (e.g. of main) whose convert runs next to the pure-Python core",
+    )
     args = ap.parse_args()
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; core: ", end="", flush=True)
     os.system(f"{PY} -m forwarder --version")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         nsg, nsg_tuples = blob(tmp, "nsg", args.mb)
-        convert_rows(nsg, nsg_tuples, "NSG v2", ["ecs", "cef", "ocsf"], ["ecs", "cef", "ocsf"], args.repeat)
+        other = args.compare_with.resolve() if args.compare_with else None
+        convert_rows(nsg, nsg_tuples, "NSG v2", ["ecs", "cef", "ocsf"], ["ecs", "cef", "ocsf"], args.repeat, other)
         vnet, vnet_tuples = blob(tmp, "vnet", args.mb)
         convert_rows(vnet, vnet_tuples, "VNet v4", ["ecs", "cef", "ocsf"], ["ecs"], args.repeat)
         if not args.skip_run:
