@@ -64,7 +64,4 @@ setup(
         )
     ],
     cmdclass={"build_ext": OptionalBuildExt, "build_py": BuildPyWithSchemas},
-    # Installed under the environment's prefix (/opt/nsg-forwarder/share/doc/nsg-forwarder/ in the README's
-    # layout): the systemd units' Documentation= points here, and the image keeps the licence beside the code.
-    data_files=[("share/doc/nsg-forwarder", ["README.md", "LICENSE", "CHANGELOG.md"])],
 )

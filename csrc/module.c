@@ -113,6 +113,17 @@ static void Events_dealloc(EventsObject *self) {
     Py_TYPE(self)->tp_free((PyObject *)self);
 }
 
+/* The python-row column covers every allocated row once it exists (rows are added after it was made). */
+static int cover_py(EventsObject *self) {
+    if (self->py == NULL || self->py_cap >= self->cols.cap) return 0;
+    PyObject **py = realloc(self->py, self->cols.cap * sizeof(PyObject *));
+    if (py == NULL) return -1;
+    memset(py + self->py_cap, 0, (self->cols.cap - self->py_cap) * sizeof(PyObject *));
+    self->py = py;
+    self->py_cap = self->cols.cap;
+    return 0;
+}
+
 static int check_writable(EventsObject *self) {
     if (self->base || self->frozen || self->busy) {
         PyErr_SetString(PyExc_RuntimeError, "these events can no longer be added to");
@@ -188,7 +199,7 @@ static int add_group(EventsObject *self, PyObject *ctx, PyObject *prefix, size_t
         self->groups = g;
         self->groups_cap = cap;
     }
-    if (nf_cols_reserve(&self->cols, rows)) {
+    if (nf_cols_reserve(&self->cols, rows) || cover_py(self)) {
         PyErr_NoMemory();
         return -1;
     }
@@ -209,6 +220,9 @@ static int check_layout(int layout) {
     return 0;
 }
 
+static PyObject *Events_add_items(EventsObject *self, PyObject *ctx, PyObject *prefix, int layout, PyObject *tuples,
+                                  long long first);
+
 /* add_list(ctx, id_prefix, layout, tuples, first_index) -> [(row, tuple index, raw tuple), ...] to resolve */
 static PyObject *Events_add_list(EventsObject *self, PyObject *args) {
     PyObject *ctx, *prefix, *tuples;
@@ -216,6 +230,16 @@ static PyObject *Events_add_list(EventsObject *self, PyObject *args) {
     long long first;
     if (!PyArg_ParseTuple(args, "OUiO!L", &ctx, &prefix, &layout, &PyList_Type, &tuples, &first)) return NULL;
     if (check_writable(self) || check_layout(layout)) return NULL;
+    /* Our own list of the items: they stay alive while the GIL is released, whatever happens to the caller's. */
+    tuples = PyList_GetSlice(tuples, 0, PyList_GET_SIZE(tuples));
+    if (tuples == NULL) return NULL;
+    PyObject *out = Events_add_items(self, ctx, prefix, layout, tuples, first);
+    Py_DECREF(tuples);
+    return out;
+}
+
+static PyObject *Events_add_items(EventsObject *self, PyObject *ctx, PyObject *prefix, int layout, PyObject *tuples,
+                                  long long first) {
     size_t n = (size_t)PyList_GET_SIZE(tuples);
     if (add_group(self, ctx, prefix, n)) return NULL;
     uint32_t group = (uint32_t)(self->ngroups - 1);
@@ -325,13 +349,12 @@ static PyObject *Events_resolve(EventsObject *self, PyObject *args) {
         self->cols.flags[row] |= NF_DEAD;
         Py_RETURN_NONE;
     }
-    if (self->py == NULL || self->py_cap < self->cols.cap) {
-        PyObject **py = realloc(self->py, self->cols.cap * sizeof(PyObject *));
-        if (py == NULL) return PyErr_NoMemory();
-        memset(py + self->py_cap, 0, (self->cols.cap - self->py_cap) * sizeof(PyObject *));
-        self->py = py;
+    if (self->py == NULL) {
+        self->py = calloc(self->cols.cap, sizeof(PyObject *));
+        if (self->py == NULL) return PyErr_NoMemory();
         self->py_cap = self->cols.cap;
     }
+    if (cover_py(self)) return PyErr_NoMemory();
     Py_INCREF(event);
     Py_XSETREF(self->py[row], event);
     Py_RETURN_NONE;
