@@ -255,7 +255,7 @@ def test_a_record_whose_first_rule_group_has_tuples_for_the_reference_and_whose_
     first = [
         "1542110377,10.0.0.4,13.67.143.118,+80,443,T,O,A,C,1,2,3,4",
         "x",
-        "1542110377,10.0.0.4,::1,80,443,T,O,A,B,,,,",
+        "1542110377,10.0.0.4,13.67.143.118,٨٠,443,T,O,A,C,1,,3,4",
     ]
     big = [f"1542110{i:03d},10.0.0.{i % 250},13.67.143.118,{1024 + i},443,T,I,D,E,1,{i},2,{i}" for i in range(900)]
     record = _record("nsg", 2, first, 0)
