@@ -28,13 +28,18 @@ int nf_buf_reserve(nf_buf *b, size_t more) {
     return 0;
 }
 
+/* Pieces of unknown length go through the C library's memcpy (vectorised): called through a volatile pointer,
+ * because GCC otherwise expands it inline as "rep movsq", measured 8-10% slower over a whole conversion. */
+static void *(*const volatile copy)(void *, const void *, size_t) = memcpy;
+
 /* Unchecked appends: the row's room was reserved at once. */
 static inline char *put(char *o, const char *s, size_t n) {
-    memcpy(o, s, n);
+    copy(o, s, n);
     return o + n;
 }
 
-#define PUTS(o, lit) put((o), (lit), sizeof(lit) - 1)
+/* Literals: a constant length the compiler copies with a few moves. */
+#define PUTS(o, lit) (memcpy((o), (lit), sizeof(lit) - 1), (o) + sizeof(lit) - 1)
 #define PUTP(o, piece) put((o), (piece).p, (piece).n)
 
 static const char DIGIT_PAIRS[201] =
