@@ -106,13 +106,14 @@ int nf_parse_tuple(const char *s, size_t n, int layout, nf_tuple *t) {
     unsigned char high = 0;
     for (size_t i = 0; i < n; i++) high |= (unsigned char)s[i]; /* one vectorised pass: ASCII only */
     if (high & 0x80) return 0;
-    for (size_t i = 0; i <= n; i++) {
-        if (i == n || s[i] == ',') {
-            if (count == want) return 0;
-            f[count] = s + start;
-            len[count++] = i - start;
-            start = i + 1;
-        }
+    for (;;) {
+        const char *comma = memchr(s + start, ',', n - start);
+        size_t end = comma ? (size_t)(comma - s) : n;
+        if (count == want) return 0;
+        f[count] = s + start;
+        len[count++] = end - start;
+        if (comma == NULL) break;
+        start = end + 1;
     }
     if (count != want) return 0;
     int vnet = layout == NF_VNET4;
@@ -146,8 +147,9 @@ int nf_parse_tuple(const char *s, size_t n, int layout, nf_tuple *t) {
         int64_t proto = digits(f[5], len[5], 18);
         if (proto < 0 || proto > 255) return 0;
         t->proto = (uint8_t)proto;
-        if (len[7] != 1 || !strchr("BCED", f[7][0]) || f[7][0] == 0) return 0;
-        t->state = f[7][0];
+        char state = f[7][0];
+        if (len[7] != 1 || (state != 'B' && state != 'C' && state != 'E' && state != 'D')) return 0;
+        t->state = state;
         t->allowed = t->state != 'D';
         t->enc = f[8];
         t->enc_len = len[8];
@@ -157,8 +159,9 @@ int nf_parse_tuple(const char *s, size_t n, int layout, nf_tuple *t) {
         if (len[7] != 1 || (f[7][0] != 'A' && f[7][0] != 'D')) return 0;
         t->allowed = f[7][0] == 'A';
         if (layout == NF_NSG2) {
-            if (len[8] != 1 || !strchr("BCE", f[8][0]) || f[8][0] == 0) return 0;
-            t->state = f[8][0];
+            char state = f[8][0];
+            if (len[8] != 1 || (state != 'B' && state != 'C' && state != 'E')) return 0;
+            t->state = state;
         }
     }
     t->has_counters = 0;
