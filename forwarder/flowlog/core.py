@@ -24,6 +24,7 @@ def _load() -> tuple[ModuleType | None, str]:
     except ImportError:
         return None, "pure Python, the compiled core is not built"
     _core.set_event_type(FlowEvent)
+    Sequence.register(_core.Events)  # what it is, for isinstance checks and readers of the code
     return _core, "compiled C"
 
 
