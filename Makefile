@@ -10,7 +10,7 @@ CREATED := $(VENV)/.created
 RUNTIME := $(VENV)/.runtime-installed
 DEV     := $(VENV)/.dev-installed
 
-.PHONY: demo test lint bench schemas clean
+.PHONY: demo test lint bench schemas fuzz clean
 
 # A venv that failed half-way (no ensurepip, an older Python) is removed and built again, never reused.
 $(CREATED):
@@ -24,20 +24,29 @@ $(CREATED):
 	$(BIN)/python -m pip install --quiet --upgrade pip || { rm -rf $(VENV); exit 1; }
 	touch $@
 
-$(RUNTIME): pyproject.toml $(CREATED)
+$(RUNTIME): pyproject.toml setup.py $(CREATED)
 	$(BIN)/pip install --quiet -e .
 	touch $@
 
-$(DEV): pyproject.toml $(CREATED)
+$(DEV): pyproject.toml setup.py $(CREATED)
 	$(BIN)/pip install --quiet -e '.[dev]'
 	touch $@ $(RUNTIME)
+
+# The compiled core (forwarder/_core*.so, built in place by the editable install): rebuilt when its C changes.
+# Without a C compiler the install says so and everything runs on the pure-Python core.
+CORE_SRC := $(wildcard csrc/*.c csrc/*.h)
+CORE     := $(VENV)/.core-built
+$(CORE): $(RUNTIME) $(CORE_SRC)
+	$(BIN)/pip install --quiet --no-deps -e .
+	@$(BIN)/python -c 'from forwarder.flowlog.core import DESCRIPTION; print("nsg-forwarder core:", DESCRIPTION)'
+	touch $@
 
 node_modules/.installed: package.json
 	@if command -v npm >/dev/null; then npm ci --no-audit --no-fund --loglevel=error && touch $@; \
 	else echo "npm not found: tests that need Azurite will be skipped"; fi
 
 ## Forward a generated sample of NSG v1/v2 and VNet flow logs to newline-JSON files (ECS, CEF, OCSF).
-demo: $(RUNTIME)
+demo: $(RUNTIME) $(CORE)
 	rm -rf sample
 	$(BIN)/nsg-forwarder sample sample/flowlogs --hours 2
 	$(BIN)/nsg-forwarder validate --config examples/demo.toml
@@ -45,7 +54,7 @@ demo: $(RUNTIME)
 	@echo; echo "Events written:"; wc -l sample/out/*; echo; echo "First ECS event:"; head -n 1 sample/out/flows-ecs.ndjson
 
 ## Run the whole test suite (installs the package with its test tools first).
-test: $(DEV) node_modules/.installed
+test: $(DEV) $(CORE) node_modules/.installed
 	$(BIN)/python -m pytest -q -rs
 
 lint: $(DEV)
@@ -53,8 +62,23 @@ lint: $(DEV)
 	$(BIN)/ruff format --check forwarder tests bench tools
 	$(BIN)/mypy
 
-bench: $(DEV)
-	$(BIN)/python bench/bench_formats.py
+bench: $(DEV) $(CORE)
+	$(BIN)/python bench/bench_core.py
+
+## Fuzz the compiled core's C code under AddressSanitizer + UndefinedBehaviorSanitizer (needs clang with
+## libFuzzer: apt-get install clang libclang-rt-14-dev). FUZZ_SECONDS bounds the run; any finding fails.
+FUZZ_SECONDS ?= 150
+fuzz:
+	mkdir -p fuzz-out
+	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Icsrc \
+	  csrc/fuzz/fuzz_flow.c csrc/flow.c csrc/render.c csrc/community_id.c -o fuzz-out/fuzz_flow
+	@echo "== every input of the committed corpus (seeds and past crashes), once"
+	fuzz-out/fuzz_flow -runs=0 csrc/fuzz/corpus
+	@echo "== coverage-guided fuzzing for $(FUZZ_SECONDS) s; a crash input is written to fuzz-out/crash-*"
+	rm -rf fuzz-out/corpus && mkdir -p fuzz-out/corpus
+	fuzz-out/fuzz_flow -max_total_time=$(FUZZ_SECONDS) -max_len=16384 -print_final_stats=1 \
+	  -artifact_prefix=fuzz-out/ fuzz-out/corpus csrc/fuzz/corpus \
+	  || { echo "The fuzzer found an input that breaks the core: add it to csrc/fuzz/corpus/ as crash-<name>"; exit 1; }
 
 schemas: $(DEV)
 	$(BIN)/python tools/build_config_schema.py
@@ -62,4 +86,4 @@ schemas: $(DEV)
 	$(BIN)/python tools/build_sentinel_deploy.py
 
 clean:
-	rm -rf $(VENV) node_modules sample .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) node_modules sample fuzz-out build forwarder/_core*.so .pytest_cache .mypy_cache .ruff_cache

@@ -4,7 +4,7 @@ The sink runs here, on one core, single-threaded, as in the service; the receive
 process (pinned to another core when there is one) and only decompresses and counts, so it does
 not eat the sink's CPU time. Timing covers ``send()`` alone: building the request bodies, gzip,
 HTTP, reading the answers (for Elasticsearch, one status per document). Events are formatted
-before the clock starts; bench_formats.py measures formatting.
+before the clock starts; bench_core.py measures formatting.
 
 Usage: python bench/bench_http.py [--events 200000] [--batch 5000] [--sinks hec,es,http] [--levels 1,3,0]
        [--in-flight 1,2]        (gzip level 0 means gzip off)

@@ -3,7 +3,7 @@
 The receiver is a separate process (a plain socket reader that counts bytes, or with
 ``--receiver rsyslog`` a real rsyslogd writing every message to a file), so the figure is the
 sender's: framing, one write per batch, and waiting for the receiver's TCP acknowledgement. Events
-are generated and formatted before the clock starts (formatting is measured by bench_formats.py).
+are generated and formatted before the clock starts (formatting is measured by bench_core.py).
 
 Usage: python bench/bench_syslog.py [--events 500000] [--batch 5000] [--format cef]
        [--protocol tcp|tls] [--framing octet-counting|lf] [--rfc 5424|3164] [--receiver python|rsyslog]

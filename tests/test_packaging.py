@@ -13,9 +13,10 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def _shared_data() -> dict[str, str]:
+    """Source file -> where the wheel installs it under the environment's prefix (setuptools data-files)."""
     pyproject = tomllib.loads((REPO / "pyproject.toml").read_text())
-    data: dict[str, str] = pyproject["tool"]["hatch"]["build"]["targets"]["wheel"]["shared-data"]
-    return data
+    folders: dict[str, list[str]] = pyproject["tool"]["setuptools"]["data-files"]
+    return {source: f"{folder}/{Path(source).name}" for folder, sources in folders.items() for source in sources}
 
 
 def test_the_licence_is_the_apache_2_text_the_metadata_names() -> None:

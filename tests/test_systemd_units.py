@@ -13,6 +13,7 @@ import os
 import shutil
 import subprocess
 import sys
+import tomllib
 from pathlib import Path
 
 import pytest
@@ -68,7 +69,8 @@ def test_the_units_verify_without_warnings(tmp_path: Path) -> None:
 
 def test_the_documentation_the_units_point_to_is_installed_by_pip() -> None:
     """Documentation= names files the wheel puts under the venv's share/doc (see pyproject.toml)."""
-    pyproject = (UNITS.parent / "pyproject.toml").read_text()
+    folders = tomllib.loads((UNITS.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["data-files"]
+    installed = {f"{folder}/{Path(source).name}" for folder, sources in folders.items() for source in sources}
     for unit in ("nsg-forwarder.service", "nsg-forwarder@.service"):
         for uri in settings(UNITS / unit)["Documentation"]:
             for target in uri.split():
@@ -77,6 +79,6 @@ def test_the_documentation_the_units_point_to_is_installed_by_pip() -> None:
                 path = target.removeprefix("file:")
                 assert path.startswith("/opt/nsg-forwarder/share/doc/nsg-forwarder/"), target
                 relative = path.removeprefix("/opt/nsg-forwarder/")
-                assert f'= "{relative}"' in pyproject, f"{relative} is not in the wheel's shared-data"
+                assert relative in installed, f"{relative} is not in the wheel's data-files"
                 if os.environ.get("NSG_FORWARDER_CHECK_INSTALLED_UNITS") == "1":
                     assert Path(path).is_file(), f"{path} was not installed"

@@ -10,20 +10,32 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from importlib import import_module
 
 from forwarder import __version__
-from forwarder.cli import (
-    backfill_cmd,
-    checkpoints_cmd,
-    convert_cmd,
-    run_cmd,
-    sample_cmd,
-    validate_cmd,
-    verify_cmd,
-)
+
+# Sub-command -> module, in --help order. Only the command being run is imported (with --help or no command,
+# all are): `run` pulls in the Azure SDK and the sinks, which `convert` does not need and which would cost
+# it half a second of start-up.
+COMMANDS = {
+    "run": "run_cmd",
+    "validate": "validate_cmd",
+    "convert": "convert_cmd",
+    "backfill": "backfill_cmd",
+    "checkpoints": "checkpoints_cmd",
+    "sample": "sample_cmd",
+    "verify-archive": "verify_cmd",
+}
 
 
-def build_parser() -> argparse.ArgumentParser:
+def version_text() -> str:
+    from forwarder.flowlog.core import DESCRIPTION
+
+    return f"%(prog)s {__version__} (core: {DESCRIPTION})"
+
+
+def build_parser(argv: Sequence[str] | None = None) -> argparse.ArgumentParser:
+    """The parser for ``argv`` (the arguments after the program name); None: with every command."""
     parser = argparse.ArgumentParser(
         prog="nsg-forwarder",
         description="Forward Azure NSG and VNet flow logs as ECS, CEF or OCSF events to files, syslog, "
@@ -31,20 +43,18 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Exit codes: 0 ok, 1 the job failed, 2 usage or configuration error, 3 convert --strict skipped input, "
         "130 interrupted. Every command has --help.",
     )
-    parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
+    parser.add_argument("--version", action="version", version=version_text())
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    run_cmd.register(sub)
-    validate_cmd.register(sub)
-    convert_cmd.register(sub)
-    backfill_cmd.register(sub)
-    checkpoints_cmd.register(sub)
-    sample_cmd.register(sub)
-    verify_cmd.register(sub)
+    args = list(argv or [])
+    first = next((a for a in args if not a.startswith("-")), None)
+    wanted = [first] if first in COMMANDS and "-h" not in args[: args.index(first)] else list(COMMANDS)
+    for name in wanted:
+        import_module(f"forwarder.cli.{COMMANDS[name]}").register(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    parser = build_parser()
+    parser = build_parser(sys.argv[1:] if argv is None else argv)
     args = parser.parse_args(argv)
     try:
         code: int = args.handler(args)

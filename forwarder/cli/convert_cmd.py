@@ -8,6 +8,7 @@ import time
 from pathlib import Path
 from typing import Any, BinaryIO
 
+from forwarder.flowlog.core import DESCRIPTION as CORE_DESCRIPTION
 from forwarder.flowlog.issues import IssueLog
 from forwarder.flowlog.stream import FileConverter, NotAFlowLog
 from forwarder.formats import FORMATS, formatter
@@ -64,7 +65,7 @@ def run(args: argparse.Namespace) -> int:
         for batch in converter.events():
             # Formatted lines are ~10x the input bytes: write them in slices to keep memory flat.
             for i in range(0, len(batch), 4096):
-                out.write(("\n".join(fmt.format_many(batch[i : i + 4096])) + "\n").encode())
+                out.write(fmt.format_joined(batch[i : i + 4096]))
             events += len(batch)
     except NotAFlowLog as exc:
         print(f"nsg-forwarder convert: {source} is not a flow log: {exc}", file=sys.stderr)
@@ -79,7 +80,8 @@ def run(args: argparse.Namespace) -> int:
     bad_tuples = issues.counts.get("bad flow tuple", 0)
     print(
         f"Converted {source}: format={args.format} records={converter.records} tuples={converter.tuples + bad_tuples} "
-        f"events={events} {issues.summary()} seconds={seconds:.2f} rate={events / max(seconds, 1e-9):,.0f}/s",
+        f"events={events} {issues.summary()} seconds={seconds:.2f} rate={events / max(seconds, 1e-9):,.0f}/s "
+        f"core={CORE_DESCRIPTION.split(',')[0].replace(' ', '-')}",
         file=sys.stderr,
     )
     return 3 if args.strict and issues.total else 0

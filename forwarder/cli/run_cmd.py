@@ -16,6 +16,7 @@ from forwarder.checkpoints.store import CheckpointError, CheckpointStore
 from forwarder.cli.common import config_error, load_or_report
 from forwarder.config.build import build_service, checkpoint_path, sink_names
 from forwarder.config.loader import ConfigError, world_readable_secret
+from forwarder.flowlog.core import DESCRIPTION as CORE_DESCRIPTION
 from forwarder.logsetup import setup_logging
 from forwarder.ops.metrics import HealthServer, MetricsListenError
 from forwarder.ops.notify import Notifier
@@ -134,12 +135,13 @@ def run(args: argparse.Namespace) -> int:
             health = HealthServer(service, listen, stale_after=max(60.0, 4 * service.poll_interval))
             health.start()
         log.info(
-            "Forwarder started: source=%s sinks=%s once=%s checkpoints=%s shard=%s",
+            "Forwarder started: source=%s sinks=%s once=%s checkpoints=%s shard=%s core=%s",
             service.source.identity,
             ",".join(sink_names(cfg)),
             args.once,
             store.path,
             service.shard or "all",
+            CORE_DESCRIPTION,
         )
         service.run(once=args.once)
     except SinkFatal as exc:

@@ -15,20 +15,25 @@ import json
 from collections.abc import Iterator
 from typing import Any
 
+from forwarder.flowlog.core import core
+
 _KEY = '"flowTuples":['
 _SEP = '","'
-BIG = 1 << 20  # records smaller than this are parsed as plain JSON
+BIG = 1 << 16  # records smaller than this are parsed as plain JSON
 _DECODER = json.JSONDecoder()
 
 
 class TupleSpan:
     """The tuples of one flowTuples array, as a read-only sequence over the record's text."""
 
-    def __init__(self, text: str, start: int, end: int):
+    def __init__(self, text: str, start: int, end: int, length: int | None = None):
         self._text = text
         self._start = start  # first character inside the opening quote of the first tuple
-        self._end = end  # the closing quote of the last tuple
-        self._len = 0 if end <= start else text.count(_SEP, start, end) + 1
+        self._end = end  # the closing quote of the last tuple; start - 1 for an empty array
+        # start == end is one empty tuple ([""]): a bad tuple to report, as the plain JSON path does.
+        if length is None:
+            length = 0 if end < start else text.count(_SEP, start, end) + 1
+        self._len = length
         self._cursor = (0, start)  # (tuple index, text position): slices are taken in order
 
     def __len__(self) -> int:
@@ -71,11 +76,37 @@ class TupleSpan:
     def __iter__(self) -> Iterator[str]:
         return iter(self[0 : self._len])
 
+    @property
+    def text_is_ascii(self) -> bool:
+        """The compiled core reads the text in place when it is ASCII (str.isascii is O(1) in CPython)."""
+        return self._text.isascii()
+
+    def raw_from(self, index: int) -> tuple[str, int, int]:
+        """The text, where tuple ``index`` starts in it, and where the last tuple ends."""
+        return self._text, self._position(index), self._end
+
+    def moved_to(self, index: int, pos: int) -> None:
+        """Someone read the tuples before ``index``, which starts at ``pos``: continue from there."""
+        self._cursor = (index, pos)
+
+
+def _count_tuples(text: str, open_at: int, close: int) -> int:
+    """Tuples in the array text[open_at:close] (first to last quote) in the plain form: no backslash, and
+    every quote one of the two ends or part of a separator (no blanks, no odd strings); -1 otherwise."""
+    if core is not None:
+        counted: int = core.count_tuples(text, open_at, close)
+        if counted != -2:  # -2: not ASCII text, counted below
+            return counted
+    if text[open_at] != '"' or text[close - 1] != '"' or text.find("\\", open_at, close) >= 0:
+        return -1
+    separators = text.count(_SEP, open_at, close)
+    return separators + 1 if text.count('"', open_at, close) == 2 * (separators + 1) else -1
+
 
 def parse_big_record(text: str, pos: int, end: int) -> tuple[dict[str, Any], int] | None:
     """The record at text[pos:] (which must be the only one before ``end``) with TupleSpans, or None."""
     pieces: list[str] = []
-    spans: list[tuple[int, int]] = []
+    spans: list[tuple[int, int, int]] = []
     cursor = pos
     while True:
         key = text.find(_KEY, cursor, end)
@@ -86,14 +117,12 @@ def parse_big_record(text: str, pos: int, end: int) -> tuple[dict[str, Any], int
         if close < 0:
             return None
         if close > open_at:
-            if text[open_at] != '"' or text[close - 1] != '"' or text.find("\\", open_at, close) >= 0:
+            count = _count_tuples(text, open_at, close)
+            if count < 0:
                 return None
-            # Every quote must be one of the separators or the two ends: no blanks, no odd strings.
-            if text.count('"', open_at, close) != 2 * (text.count(_SEP, open_at, close) + 1):
-                return None
-            spans.append((open_at + 1, close - 1))
+            spans.append((open_at + 1, close - 1, count))
         else:
-            spans.append((open_at, open_at))
+            spans.append((open_at, open_at - 1, 0))
         pieces.append(text[cursor:open_at])
         cursor = close
     if not spans:
@@ -109,8 +138,8 @@ def parse_big_record(text: str, pos: int, end: int) -> tuple[dict[str, Any], int
     arrays = list(_tuple_lists(body))
     if len(arrays) != len(spans):
         return None
-    for (holder, field), (start, stop_at) in zip(arrays, spans, strict=True):
-        holder[field] = TupleSpan(text, start, stop_at)
+    for (holder, field), (start, stop_at, count) in zip(arrays, spans, strict=True):
+        holder[field] = TupleSpan(text, start, stop_at, count)
     return body, end
 
 

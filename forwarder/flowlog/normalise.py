@@ -9,10 +9,11 @@ from __future__ import annotations
 import hashlib
 import ipaddress
 import reprlib
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
 from forwarder.flowlog.bigrecord import TupleSpan
+from forwarder.flowlog.core import core
 from forwarder.flowlog.issues import IssueLog, ParseIssue, excerpt
 from forwarder.flowlog.model import FlowContext, FlowEvent, LogKind, utf8_safe
 from forwarder.flowlog.records import Record
@@ -121,16 +122,19 @@ class Normaliser:
         """All events of a record at once (small records, tests, convert)."""
         return [e for batch in self.batches(record, 1 << 62) for e in batch]
 
-    def records_batches(self, records: Iterable[Record], size: int) -> Iterator[list[FlowEvent]]:
-        """The events of many records, in lists of at most ``size`` (never mixing two records)."""
+    def records_batches(self, records: Iterable[Record], size: int) -> Iterator[Sequence[FlowEvent]]:
+        """The events of many records, in batches of at most ``size`` (never mixing two records)."""
         for record in records:
             yield from self.batches(record, size)
             # A big record's text is referenced from its body: let it go before the next one is read.
             del record
 
-    def batches(self, record: Record, size: int) -> Iterator[list[FlowEvent]]:
-        """The events of a record in lists of at most ``size``: one minute of a busy NIC can hold
-        hundreds of thousands of tuples, and holding them all at once would cost hundreds of MB."""
+    def batches(self, record: Record, size: int) -> Iterator[Sequence[FlowEvent]]:
+        """The events of a record in batches of at most ``size``: one minute of a busy NIC can hold
+        hundreds of thousands of tuples, and holding them all at once would cost hundreds of MB.
+
+        With the compiled core a batch is a forwarder._core.Events (columns; a FlowEvent is built only
+        when one is looked at), otherwise a list; both hold the same events."""
         body = record.body
         try:
             kind, version = record_kind(body)
@@ -180,16 +184,22 @@ class Normaliser:
         }
         record_mac = text(body.get("macAddress"))
         parse = _GROUP_PARSERS[(kind, version)]
-        out: list[FlowEvent] = []
+        layout = _LAYOUTS[(kind, version)]
+        out: Any = core.Events() if core is not None else []
         index = 0
         for rule, mac, acl_id, tuples in groups:
             ctx = FlowContext(mac=format_mac(text(mac) or record_mac), rule=text(rule), acl_id=text(acl_id), **common)  # type: ignore[arg-type]
             for start in range(0, len(tuples), size):
-                part = tuples[start : start + size] if len(tuples) > size else tuples
-                if out and len(out) + len(part) > size:
+                count = min(size, len(tuples) - start)
+                if out and len(out) + count > size:
                     yield out
-                    out = []
-                for bad_index, raw in parse(ctx, index + start, part, out):
+                    out = core.Events() if core is not None else []
+                if core is None:
+                    part = tuples[start : start + size] if len(tuples) > size else tuples
+                    bad = parse(ctx, index + start, part, out)
+                else:
+                    bad = _core_part(ctx, layout, parse, index, tuples, start, count, out)
+                for bad_index, raw in bad:
                     self.issues.report(
                         ParseIssue(
                             self.source,
@@ -202,7 +212,7 @@ class Normaliser:
                     )
                 if len(out) >= size:
                     yield out
-                    out = []
+                    out = core.Events() if core is not None else []
             index += len(tuples)
         if out:
             yield out
@@ -422,6 +432,56 @@ _GROUP_PARSERS: dict[tuple[str, int], Callable[[FlowContext, int, Iterable[Any],
     ("nsg", 2): _nsg_v2,
     ("vnet", 4): _vnet_v4,
 }
+
+_LAYOUTS = (
+    {("nsg", 1): 0, ("nsg", 2): 1, ("vnet", 4): 2}
+    if core is None
+    else {
+        ("nsg", 1): core.NSG1,
+        ("nsg", 2): core.NSG2,
+        ("vnet", 4): core.VNET4,
+    }
+)
+
+
+def _core_part(
+    ctx: FlowContext,
+    layout: int,
+    parse: Callable[[FlowContext, int, Iterable[Any], list[FlowEvent]], _BadTuples],
+    index: int,
+    tuples: list[Any] | TupleSpan,
+    start: int,
+    count: int,
+    out: Any,
+) -> _BadTuples:
+    """tuples[start:start + count] into ``out`` (a compiled Events) through the compiled parser.
+
+    The tuples it leaves to the reference (bad ones, and spellings it does not judge itself) go through
+    ``parse``, the reference group parser, one at a time: what it accepts takes its place in the batch,
+    what it rejects is handed back for explain_tuple, exactly as without the compiled core.
+    """
+    first = index + start
+    if type(tuples) is TupleSpan and tuples.text_is_ascii:
+        text_, pos, end = tuples.raw_from(start)
+        after, deferred = out.add_span(ctx, ctx.id_prefix, layout, text_, pos, end, count, first)
+        tuples.moved_to(start + count, after)
+    else:
+        part = tuples if start == 0 and count == len(tuples) and type(tuples) is list else tuples[start : start + count]
+        deferred = out.add_list(ctx, ctx.id_prefix, layout, part, first)
+    if not deferred:
+        return []
+    bad: _BadTuples = []
+    for row, i, raw in deferred:
+        one: list[FlowEvent] = []
+        if parse(ctx, i, (raw,), one):
+            bad.append((i, raw))
+            out.resolve(row, None)
+        else:
+            out.resolve(row, one[0])
+    if bad:
+        out.compact()
+    return bad
+
 
 _FIELDS = {
     ("nsg", 1): "ts,src,dst,sport,dport,proto,direction,decision",

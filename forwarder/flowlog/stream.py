@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import codecs
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import BinaryIO
 
 from forwarder.flowlog.issues import IssueLog, ParseIssue, excerpt
@@ -30,7 +30,7 @@ class FileConverter:
         self.tuples = 0
         self.bytes_read = 0
 
-    def events(self) -> Iterator[list[FlowEvent]]:
+    def events(self) -> Iterator[Sequence[FlowEvent]]:
         first = self.stream.read(self.chunk_bytes)
         self.bytes_read += len(first)
         m = HEAD_RE.match(first)

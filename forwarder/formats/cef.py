@@ -40,6 +40,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from forwarder.flowlog.community_id import community_id
+from forwarder.flowlog.core import CoreEvents, core
 from forwarder.flowlog.model import FlowContext, FlowEvent, utf8_safe
 from forwarder.formats.common import (
     CACHE_MAX,
@@ -123,8 +124,18 @@ class _Pieces:
 class CefFormatter(TupleCachingFormatter[_Pieces, str]):
     name = "cef"
     content_type = "text/plain"
+    core_format = core.CEF if core is not None else -1
+    core_globals = tuple(_PROTO)
+
+    def _core_group(self, pieces: _Pieces) -> tuple[str, ...]:
+        return pieces.heads
+
+    def _core_variant(self, pieces: _Pieces, state: str, enc: str) -> tuple[str, ...]:
+        return pieces.tails.get(state + enc) or pieces.tail(state, enc)
 
     def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
+        if type(events) is CoreEvents:
+            return self._render_lines(events)
         out: list[str] = []
         append = out.append
         addr_cache = self._addr_cache(len(events))

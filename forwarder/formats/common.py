@@ -12,6 +12,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Generic, TypeVar
 
+from forwarder.flowlog.core import CoreEvents, core
 from forwarder.flowlog.model import FlowContext, FlowEvent
 
 K = TypeVar("K")
@@ -83,10 +84,52 @@ class CachingFormatter(Generic[P]):
         self._last_ctx: FlowContext | None = None
         self._last_pieces: P | None = None
 
+    # The compiled core's number for this format, and the pieces it takes once per call (see csrc/render.c).
+    core_format = -1
+    core_globals: tuple[str, ...] = ()
+
     def format(self, event: FlowEvent) -> str:
         return self.format_many((event,))[0]
 
     def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
+        raise NotImplementedError
+
+    def format_joined(self, events: Sequence[FlowEvent]) -> bytes:
+        """The lines of ``events`` as UTF-8, each followed by a newline (what a file or a pipe gets)."""
+        if type(events) is CoreEvents:
+            joined = self._render(events, joined=True)
+            assert isinstance(joined, bytes)
+            return joined
+        return ("\n".join(self.format_many(events)) + "\n").encode() if len(events) else b""
+
+    def _render_lines(self, events: object) -> list[str]:
+        lines = self._render(events, joined=False)
+        assert isinstance(lines, list)
+        return lines
+
+    def _render(self, events: object, joined: bool) -> list[str] | bytes:
+        """Lines rendered by the compiled core from its columns, with the constant pieces of each rule
+        group and (flow state, encryption) pair rendered here by the same code as the Python path."""
+        assert core is not None and isinstance(events, CoreEvents)
+        variants = events.variants()
+        groups: list[tuple[str, ...]] = []
+        per_variant: list[list[tuple[str, ...]]] = []
+        for ctx in events.contexts():
+            pieces = self._pieces(ctx)
+            groups.append(self._core_group(pieces))
+            per_variant.append([self._core_variant(pieces, state, enc) for state, enc in variants])
+        rows = events.python_rows()
+        # Tuples the reference parser took (rare spellings) are formatted by the reference too.
+        lines = self.format_many([events[i] for i in rows]) if rows else []
+        rendered: list[str] | bytes = core.render(
+            self.core_format, events, groups, per_variant, self.core_globals, lines, joined
+        )
+        return rendered
+
+    def _core_group(self, pieces: P) -> tuple[str, ...]:
+        raise NotImplementedError
+
+    def _core_variant(self, pieces: P, state: str, enc: str) -> tuple[str, ...]:
         raise NotImplementedError
 
     def _pieces(self, ctx: FlowContext) -> P:

@@ -22,6 +22,7 @@ from typing import Any, cast
 import orjson
 
 from forwarder.flowlog.community_id import community_id
+from forwarder.flowlog.core import CoreEvents, core
 from forwarder.flowlog.model import FlowContext, FlowEvent
 from forwarder.formats.common import CachingFormatter, bounded_put
 
@@ -224,7 +225,7 @@ _STATES = {"": "", **{s: f',"state":"{s}"' for s in "BCED"}}
 class _Prepared:
     """JSON text of everything constant for one context's content, cut where per-tuple values go."""
 
-    __slots__ = ("allowed", "denied", "dst_in", "dst_out", "src_in", "src_out", "tail")
+    __slots__ = ("allowed", "core", "denied", "dst_in", "dst_out", "src_in", "src_out", "tail")
 
     def __init__(self, ctx: FlowContext):
         ev = _members(_ctx_event(ctx))
@@ -242,6 +243,7 @@ class _Prepared:
         if not tail.endswith("}}}"):
             raise AssertionError(f"the context tail must end inside azure.flowlog: {tail[-40:]}")
         self.tail = "," + tail[1:-3]  # left open inside azure.flowlog for the per-tuple members
+        self.core = (self.src_in, self.dst_in, self.src_out, self.dst_out, self.tail)  # csrc/render.c's order
 
 
 class EcsFormatter(CachingFormatter[_Prepared]):
@@ -250,6 +252,8 @@ class EcsFormatter(CachingFormatter[_Prepared]):
     name = "ecs"
     content_type = "application/json"
     ctx_cache_max = 10_000
+    core_format = core.ECS if core is not None else -1
+    core_globals = tuple(_NETWORK[0] + _NETWORK[1])
 
     def __init__(self) -> None:
         super().__init__()
@@ -263,7 +267,16 @@ class EcsFormatter(CachingFormatter[_Prepared]):
         enc = ',"encryption":' + _json(encryption) if encryption else ""
         return bounded_put(self._flowlog_ends, encryption, {state: text + enc for state, text in _STATES.items()}, 1000)
 
+    def _core_group(self, pieces: _Prepared) -> tuple[str, ...]:
+        return pieces.core
+
+    def _core_variant(self, pieces: _Prepared, state: str, enc: str) -> tuple[str, ...]:
+        ends = self._flowlog_ends.get(enc) or self._flowlog_end(enc)
+        return (pieces.allowed.get(state, ""), pieces.denied[state], ends[state])
+
     def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
+        if type(events) is CoreEvents:
+            return self._render_lines(events)
         out: list[str] = []
         append = out.append
         last_ctx = self._last_ctx

@@ -30,6 +30,7 @@ import json
 from collections.abc import Sequence
 
 from forwarder.flowlog.community_id import community_id
+from forwarder.flowlog.core import CoreEvents, core
 from forwarder.flowlog.model import FlowContext, FlowEvent
 from forwarder.formats.common import (
     CACHE_MAX,
@@ -160,8 +161,18 @@ class _Pieces:
 class OcsfFormatter(TupleCachingFormatter[_Pieces, tuple[str, str]]):
     name = "ocsf"
     content_type = "application/json"
+    core_format = core.OCSF if core is not None else -1
+
+    def _core_group(self, pieces: _Pieces) -> tuple[str, ...]:
+        return (pieces.middles[0], pieces.middles[1], pieces.mac)
+
+    def _core_variant(self, pieces: _Pieces, state: str, enc: str) -> tuple[str, ...]:
+        head = _HEADS.get(state) or (classification(False, state), classification(True, state))
+        return (pieces.tails.get(state + enc) or pieces.tail(state, enc), head[0], head[1])
 
     def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
+        if type(events) is CoreEvents:
+            return self._render_lines(events)
         out: list[str] = []
         append = out.append
         addr_cache = self._addr_cache(len(events))
@@ -246,6 +257,7 @@ def _protocol(number: int, ip_version: int) -> str:
 
 _PROTO4 = [_protocol(n, 4) for n in range(256)]
 _PROTO6 = [_protocol(n, 6) for n in range(256)]
+OcsfFormatter.core_globals = tuple(_PROTO4 + _PROTO6)
 
 
 def _partial_traffic(p1: int | None, b1: int | None, p2: int | None, b2: int | None) -> str:
