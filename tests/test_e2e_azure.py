@@ -161,7 +161,8 @@ def test_every_tuple_arrives_exactly_once_through_growth_rewrite_deletion_and_an
         kill9(proc)
     counts = Counter(got)
     missing = must - set(counts)
-    assert not missing, f"{len(missing)} of {len(must)} flows never arrived"
+    log = proc.communicate()[1].decode(errors="replace")[-4000:]
+    assert not missing, f"{len(missing)} of {len(must)} flows never arrived; the forwarder said:\n{log}"
     assert all(counts[i] == 1 for i in must), "a flow arrived twice without any crash"
     extra = set(counts) - must
     assert extra <= may, f"{len(extra - may)} events that were never written"

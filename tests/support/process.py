@@ -6,15 +6,45 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 from pathlib import Path
+from typing import IO
 
 
-def start_forwarder(config: Path, *args: str, env: dict[str, str] | None = None) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "forwarder", "run", "--config", str(config), *args],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        env={**os.environ, **(env or {})},
+class Forwarder(subprocess.Popen[bytes]):
+    """A forwarder process whose output is read as it comes: a test that only looks at it at the end must not
+    leave the process blocked on a full pipe (64 KiB of log lines). ``communicate()`` returns what it wrote;
+    ``output()`` what it wrote so far."""
+
+    def __init__(self, cmd: list[str], env: dict[str, str]):
+        super().__init__(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, env=env)
+        self._out: list[bytes] = [b"", b""]
+        self._readers = [
+            threading.Thread(target=self._drain, args=(stream, i), daemon=True)
+            for i, stream in enumerate((self.stdout, self.stderr))
+        ]
+        for reader in self._readers:
+            reader.start()
+
+    def _drain(self, stream: IO[bytes] | None, i: int) -> None:
+        assert stream is not None
+        fd = stream.fileno()
+        for chunk in iter(lambda: os.read(fd, 65536), b""):
+            self._out[i] += chunk
+
+    def output(self) -> tuple[bytes, bytes]:
+        return self._out[0], self._out[1]
+
+    def communicate(self, input: bytes | None = None, timeout: float | None = None) -> tuple[bytes, bytes]:
+        self.wait(timeout)
+        for reader in self._readers:
+            reader.join(10)
+        return self.output()
+
+
+def start_forwarder(config: Path, *args: str, env: dict[str, str] | None = None) -> Forwarder:
+    return Forwarder(
+        [sys.executable, "-m", "forwarder", "run", "--config", str(config), *args], {**os.environ, **(env or {})}
     )
 
 
