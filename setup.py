@@ -16,7 +16,14 @@ from setuptools import Extension, setup
 from setuptools.command.build_ext import build_ext
 from setuptools.command.build_py import build_py
 
-CORE_SOURCES = ["csrc/flow.c", "csrc/render.c", "csrc/community_id.c", "csrc/module.c"]
+CORE_SOURCES = [
+    "csrc/flow.c",
+    "csrc/render.c",
+    "csrc/community_id.c",
+    "csrc/reduce.c",
+    "csrc/module.c",
+    "csrc/reduce_module.c",
+]
 
 
 class OptionalBuildExt(build_ext):
@@ -58,7 +65,7 @@ setup(
         Extension(
             "forwarder._core",
             sources=CORE_SOURCES,
-            depends=["csrc/flow.h"],
+            depends=["csrc/flow.h", "csrc/reduce.h", "csrc/events.h"],
             extra_compile_args=["-O2", "-std=c11", "-Wno-unused-parameter"],
             optional=os.environ.get("NSG_FORWARDER_REQUIRE_CORE") != "1",
         )

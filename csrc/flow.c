@@ -280,6 +280,33 @@ int nf_cols_push_python(nf_cols *c, uint32_t group, int64_t index) {
     return 0;
 }
 
+int nf_cols_copy_row(nf_cols *dst, const nf_cols *src, size_t r, uint32_t group) {
+    if (src->flags[r] & NF_PYTHON) return nf_cols_push_python(dst, group, src->index[r]);
+    if (dst->n >= dst->cap || dst->text_len + 80 > dst->text_cap || dst->text_len + 80 > UINT32_MAX) return -1;
+    size_t w = dst->n;
+    push_common(dst, group, src->index[r]);
+    dst->ts_ms[w] = src->ts_ms[r];
+    dst->src_off[w] = (uint32_t)dst->text_len;
+    memcpy(dst->text + dst->text_len, src->text + src->src_off[r], src->src_len[r]);
+    dst->text_len += src->src_len[r];
+    dst->dst_off[w] = (uint32_t)dst->text_len;
+    memcpy(dst->text + dst->text_len, src->text + src->dst_off[r], src->dst_len[r]);
+    dst->text_len += src->dst_len[r];
+    dst->src_len[w] = src->src_len[r];
+    dst->dst_len[w] = src->dst_len[r];
+    memcpy(dst->src_bin[w], src->src_bin[r], 16);
+    memcpy(dst->dst_bin[w], src->dst_bin[r], 16);
+    dst->sport[w] = src->sport[r];
+    dst->dport[w] = src->dport[r];
+    dst->proto[w] = src->proto[r];
+    dst->flags[w] = src->flags[r];
+    dst->state[w] = src->state[r];
+    dst->variant[w] = src->variant[r];
+    memcpy(dst->counters[w], src->counters[r], sizeof(dst->counters[w]));
+    dst->n++;
+    return 0;
+}
+
 void nf_cols_compact(nf_cols *c) {
     size_t w = 0;
     for (size_t r = 0; r < c->n; r++) {

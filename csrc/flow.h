@@ -64,6 +64,8 @@ int nf_cols_push(nf_cols *c, const nf_tuple *t, uint32_t group, int64_t index, u
 /* Append a placeholder for a tuple the reference must judge. */
 int nf_cols_push_python(nf_cols *c, uint32_t group, int64_t index);
 void nf_cols_compact(nf_cols *c); /* drop NF_DEAD rows, keeping the order */
+/* Append row r of src (parsed or python) as a row of ``group`` (needs room from nf_cols_reserve); -1 when there is none. */
+int nf_cols_copy_row(nf_cols *dst, const nf_cols *src, size_t r, uint32_t group);
 void nf_cols_free(nf_cols *c);
 
 /* Find the next tuple of a flowTuples array cut from JSON text: tuples are separated by '","' exactly

@@ -14,6 +14,7 @@
 #include <Python.h>
 #include <pthread.h>
 
+#include "events.h"
 #include "flow.h"
 
 /* Per thread, kept between render calls: the output buffer (fresh memory for every call would cost a
@@ -48,41 +49,8 @@ static thread_scratch *scratch(void) {
     return t;
 }
 
-#define MAX_VARIANTS 1024 /* distinct (state, encryption) pairs per batch; beyond, the reference parses */
-#define MAX_PREFIX 64
-
-typedef struct {
-    PyObject *ctx;
-    char prefix[MAX_PREFIX + 1];
-    size_t prefix_len;
-} group_t;
-
-typedef struct {
-    char state;
-    char *enc;
-    size_t enc_len;
-    PyObject *state_obj, *enc_obj; /* built when first asked for */
-} variant_t;
-
-typedef struct EventsObject {
-    PyObject_HEAD struct EventsObject *base; /* a view's storage; NULL for the Events that owns it */
-    size_t start, len;                        /* a view's rows */
-    nf_cols cols;
-    group_t *groups;
-    size_t ngroups, groups_cap;
-    variant_t *variants;
-    size_t nvariants;
-    PyObject **py; /* the reference's FlowEvent of each python row (NULL elsewhere); allocated when needed */
-    size_t py_cap;
-    int frozen, busy;
-} EventsObject;
-
-static PyTypeObject EventsType;
 static PyTypeObject *event_type; /* forwarder.flowlog.model.FlowEvent, set once at import */
 
-static EventsObject *storage(EventsObject *self) { return self->base ? self->base : self; }
-static size_t rows_of(EventsObject *self) { return self->base ? self->len : self->cols.n; }
-static size_t first_row(EventsObject *self) { return self->base ? self->start : 0; }
 
 static PyObject *Events_new(PyTypeObject *type, PyObject *args, PyObject *kwds) {
     if (PyTuple_GET_SIZE(args) || (kwds && PyDict_GET_SIZE(kwds))) {
@@ -132,7 +100,7 @@ static int check_writable(EventsObject *self) {
     return 0;
 }
 
-static int check_readable(EventsObject *self) {
+int check_readable(EventsObject *self) {
     EventsObject *s = storage(self);
     if (s->busy) {
         PyErr_SetString(PyExc_RuntimeError, "these events are being filled by another thread");
@@ -494,7 +462,7 @@ static PyObject *Events_subscript(EventsObject *self, PyObject *key) {
 }
 
 /* The groups a view's rows belong to: [g0, g1). */
-static void group_range(EventsObject *self, size_t *g0, size_t *g1) {
+void group_range(EventsObject *self, size_t *g0, size_t *g1) {
     EventsObject *s = storage(self);
     size_t n = rows_of(self), r0 = first_row(self);
     if (n == 0) {
@@ -808,6 +776,79 @@ fail:
     return NULL;
 }
 
+/* events_select (events.h): the columns of the kept rows are copied without the GIL (a filter keeps most rows
+ * of a batch as often as it keeps few); the groups they belong to, every variant (the rows keep their variant
+ * numbers) and the reference's events of the python rows with it. */
+PyObject *events_select(EventsObject *view, const uint32_t *keep, size_t kept) {
+    EventsObject *s = storage(view);
+    size_t r0 = first_row(view), n = rows_of(view), g0, g1;
+    group_range(view, &g0, &g1);
+    EventsObject *out = (EventsObject *)EventsType.tp_alloc(&EventsType, 0);
+    uint32_t *regroup = PyMem_Malloc((g1 - g0 + 1) * sizeof(uint32_t));
+    if (out == NULL || regroup == NULL) goto nomem;
+    if (kept == 0) goto done;
+    if (nf_cols_reserve(&out->cols, kept)) goto nomem;
+    if (s->nvariants) {
+        out->variants = calloc(MAX_VARIANTS, sizeof(variant_t));
+        if (out->variants == NULL) goto nomem;
+        for (size_t v = 0; v < s->nvariants; v++) {
+            const variant_t *from = &s->variants[v];
+            variant_t *to = &out->variants[v];
+            to->enc = malloc(from->enc_len + 1);
+            if (to->enc == NULL) goto nomem;
+            memcpy(to->enc, from->enc, from->enc_len + 1);
+            to->enc_len = from->enc_len;
+            to->state = from->state;
+            out->nvariants = v + 1;
+        }
+    }
+    for (size_t g = g0; g < g1; g++) regroup[g - g0] = UINT32_MAX;
+    for (size_t i = 0; i < n; i++) {
+        if (keep[i]) continue;
+        size_t g = s->cols.group[r0 + i];
+        if (regroup[g - g0] != UINT32_MAX) continue;
+        PyObject *prefix = PyUnicode_FromString(s->groups[g].prefix);
+        int failed = prefix == NULL || add_group(out, s->groups[g].ctx, prefix, 0);
+        Py_XDECREF(prefix);
+        if (failed) goto fail;
+        regroup[g - g0] = (uint32_t)(out->ngroups - 1);
+    }
+    int failed = 0;
+    Py_BEGIN_ALLOW_THREADS for (size_t i = 0; i < n && !failed; i++) {
+        size_t r = r0 + i;
+        if (keep[i] == 0) failed = nf_cols_copy_row(&out->cols, &s->cols, r, regroup[s->cols.group[r] - g0]);
+    }
+    Py_END_ALLOW_THREADS if (failed) goto nomem;
+    if (s->py) {
+        for (size_t i = 0, w = 0; i < n; i++) {
+            size_t r = r0 + i;
+            if (keep[i]) continue;
+            if (s->cols.flags[r] & NF_PYTHON) {
+                if (s->py[r] == NULL) {
+                    PyErr_SetString(PyExc_RuntimeError, "a tuple left to the reference was never resolved");
+                    goto fail;
+                }
+                if (out->py == NULL) {
+                    out->py = calloc(out->cols.cap, sizeof(PyObject *));
+                    if (out->py == NULL) goto nomem;
+                    out->py_cap = out->cols.cap;
+                }
+                out->py[w] = Py_NewRef(s->py[r]);
+            }
+            w++;
+        }
+    }
+done:
+    PyMem_Free(regroup);
+    return (PyObject *)out;
+nomem:
+    PyErr_NoMemory();
+fail:
+    PyMem_Free(regroup);
+    Py_XDECREF(out);
+    return NULL;
+}
+
 /* count_tuples(text, start, end) -> tuples in the flowTuples array text[start:end] (quote to quote), or -1
  * when it is not in the plain form (see nf_count_span_tuples). */
 static PyObject *count_tuples(PyObject *module, PyObject *args) {
@@ -856,7 +897,7 @@ static PyMappingMethods Events_as_mapping = {
     .mp_subscript = (binaryfunc)Events_subscript,
 };
 
-static PyTypeObject EventsType = {
+PyTypeObject EventsType = {
     PyVarObject_HEAD_INIT(NULL, 0).tp_name = "forwarder._core.Events",
     .tp_doc = PyDoc_STR("FlowEvents of one batch, kept as columns; a real FlowEvent is built when one is asked for."),
     .tp_basicsize = sizeof(EventsObject),
@@ -893,7 +934,7 @@ PyMODINIT_FUNC PyInit__core(void) {
     if (PyType_Ready(&EventsType) < 0) return NULL;
     PyObject *m = PyModule_Create(&core_module);
     if (m == NULL) return NULL;
-    if (PyModule_AddObjectRef(m, "Events", (PyObject *)&EventsType) < 0 ||
+    if (PyModule_AddObjectRef(m, "Events", (PyObject *)&EventsType) < 0 || nf_add_reduce_types(m) < 0 ||
         PyModule_AddIntConstant(m, "NSG1", NF_NSG1) || PyModule_AddIntConstant(m, "NSG2", NF_NSG2) ||
         PyModule_AddIntConstant(m, "VNET4", NF_VNET4) || PyModule_AddIntConstant(m, "ECS", NF_ECS) ||
         PyModule_AddIntConstant(m, "CEF", NF_CEF) || PyModule_AddIntConstant(m, "OCSF", NF_OCSF)) {

@@ -11,6 +11,9 @@ The default key is Traffic Analytics': source and destination address, destinati
 direction, decision, rule and NSG / flow log; the source port is not part of it. Counters are summed
 from the C and E tuples' deltas (B tuples carry none); NSG version 1 tuples have no counters, so their
 aggregates count flows only.
+
+This is the reference implementation. A window whose first batch is compiled (forwarder._core.Events) is
+summed by the compiled core instead, with the same aggregates (forwarder/reduce/compiled.py).
 """
 
 from __future__ import annotations
@@ -18,9 +21,13 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from forwarder.flowlog.core import CoreEvents
 from forwarder.flowlog.model import FlowContext, FlowEvent
+
+if TYPE_CHECKING:
+    from forwarder.reduce.compiled import CoreAccumulator
 
 KEY_FIELDS = ("src_ip", "dst_ip", "src_port", "dst_port", "protocol", "direction", "decision", "rule",
               "resource", "mac")  # fmt: skip
@@ -166,6 +173,7 @@ class WindowAggregator:
         self.first_offset = first_offset
         self.flows = 0
         self._accs: dict[tuple[Any, ...], Aggregate] = {}
+        self._core: CoreAccumulator | None = None  # the sums in C, when the window's first batch is compiled
         # Ids look like a tuple's: a prefix per window instance, then the key's position in it (keys come in the
         # order of the blob's bytes, the same in a replay). The key and window size are in the prefix, so that
         # two sinks aggregating differently never share an id.
@@ -175,6 +183,16 @@ class WindowAggregator:
 
     def add(self, events: Iterable[FlowEvent]) -> None:
         """Add (filtered) events of the window's records."""
+        if self._core is None and not self._accs and type(events) is CoreEvents:
+            # A window that starts with a compiled batch is summed in C (the batches that follow it are, too).
+            from forwarder.reduce.compiled import CoreAccumulator  # imports this module
+
+            self._core = CoreAccumulator(self.spec.key)
+        if self._core is not None:
+            batch = events if isinstance(events, Sequence) else list(events)
+            self.flows += len(batch)
+            self._core.add(batch)
+            return
         fields = self.spec.key
         accs = self._accs
         for e in events:
@@ -205,22 +223,26 @@ class WindowAggregator:
                 acc.bytes_d2s = _add(acc.bytes_d2s, e.bytes_d2s)
 
     def _new(self, e: FlowEvent, key: tuple[Any, ...]) -> Aggregate:
-        fields = self.spec.key
-        got = dict(zip(fields, key, strict=True))
-        ctx = replace(
-            e.ctx,
-            record_offset=self.first_offset,
-            rule=e.ctx.rule if "rule" in got else "",
-            acl_id=e.ctx.acl_id if "rule" in got else "",
-            id_prefix="",
-        )
+        got = dict(zip(self.spec.key, key, strict=True))
+        return self._aggregate(len(self._accs), e.ctx, e.timestamp_ms, got)
+
+    def _aggregate(self, index: int, ctx: FlowContext, first_ms: int, got: Mapping[str, Any]) -> Aggregate:
+        """The aggregate of the ``index``-th key, whose first flow has context ``ctx`` and time ``first_ms``;
+        ``got``: the key's fields."""
+        in_key = "rule" in self.spec.key
         return Aggregate(
-            ctx=ctx,
-            event_id=f"{self._prefix}-{len(self._accs)}",
+            ctx=replace(
+                ctx,
+                record_offset=self.first_offset,
+                rule=ctx.rule if in_key else "",
+                acl_id=ctx.acl_id if in_key else "",
+                id_prefix="",
+            ),
+            event_id=f"{self._prefix}-{index}",
             window_start_ms=self.window_ms,
             window_end_ms=self.window_ms + self.spec.window_ms,
-            first_ms=e.timestamp_ms,
-            last_ms=e.timestamp_ms,
+            first_ms=first_ms,
+            last_ms=first_ms,
             src_ip=got.get("src_ip"),
             dst_ip=got.get("dst_ip"),
             src_port=got.get("src_port"),
@@ -232,9 +254,23 @@ class WindowAggregator:
 
     def close(self) -> list[Aggregate]:
         """The window's aggregates, in the order their keys first appeared."""
+        if self._core is not None:
+            out = [self._from_core(i, row) for i, row in enumerate(self._core.results())]
+            self._core = None
+            return out
         out = list(self._accs.values())
         self._accs = {}
         return out
+
+    def _from_core(self, index: int, row: tuple[Any, ...]) -> Aggregate:
+        ctx, src_ip, dst_ip, src_port, dst_port, protocol, inbound, allowed, first_ms, last_ms, *counts = row
+        got = {"src_ip": src_ip, "dst_ip": dst_ip, "src_port": src_port, "dst_port": dst_port,
+               "protocol": protocol, "direction": inbound, "decision": allowed}  # fmt: skip
+        acc = self._aggregate(index, ctx, first_ms, got)
+        acc.last_ms = last_ms
+        acc.flows, acc.started, acc.continuing, acc.ended, acc.denied = counts[:5]
+        acc.packets_s2d, acc.bytes_s2d, acc.packets_d2s, acc.bytes_d2s = counts[5:]
+        return acc
 
 
 def record_time_ms(value: Any) -> int | None:

@@ -7,7 +7,8 @@ named lists), src_port / dst_port / port (numbers and "a-b" ranges), rule and re
 VNet flow log name; glob patterns, case-insensitive) and mac. Every dropped tuple is counted under a
 reason: the exclude rule's ``name`` (or ``exclude[i]``), or ``not included``.
 
-This is the reference implementation; the compiled core evaluates the same rules on its columns.
+This is the reference implementation. A compiled batch (forwarder._core.Events) is judged by the compiled core
+on its columns instead, with the same results (forwarder/reduce/compiled.py).
 """
 
 from __future__ import annotations
@@ -17,10 +18,14 @@ import re
 from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from forwarder.flowlog.model import FlowEvent
+from forwarder.flowlog.core import CoreEvents
+from forwarder.flowlog.model import FlowContext, FlowEvent
 from forwarder.reduce.addresses import AddressListError, AddressSet
+
+if TYPE_CHECKING:
+    from forwarder.reduce.compiled import CoreFilter
 
 NOT_INCLUDED = "not included"
 CONDITIONS = (
@@ -123,66 +128,87 @@ class _Addresses:
         return hit
 
 
+Test = Callable[[FlowEvent], bool]
+ContextTest = Callable[[FlowContext], bool]
+CONTEXT_CONDITIONS = ("rule", "resource", "mac")  # the same for every tuple of a rule group
+
+
 @dataclass(frozen=True)
 class Rule:
     label: str
-    tests: tuple[Callable[[FlowEvent], bool], ...]
-    spec: Mapping[str, Any]  # as configured: the compiled core builds its own tables from it
+    tests: tuple[Test, ...]
+    spec: Mapping[str, Any]  # as configured
+    # Each condition's compiled value (a set, a port table, an _Addresses, a pattern): the compiled core
+    # builds its tables from them (forwarder/reduce/compiled.py).
+    conditions: tuple[tuple[str, Any], ...] = ()
 
     def matches(self, e: FlowEvent) -> bool:
         return all(test(e) for test in self.tests)
 
 
-Test = Callable[[FlowEvent], bool]
+def _value(key: str, raw: Any, at: str, lists: Mapping[str, Iterable[str]]) -> Any:
+    """One condition's configured value, checked and compiled."""
+    if key == "decision":
+        return _choices(raw, at, _DECISIONS)
+    if key == "direction":
+        return _choices(raw, at, _DIRECTIONS)
+    if key == "state":
+        return _choices(raw, at, _STATES)
+    if key == "protocol":
+        return _protocols(raw, at)
+    if key in ("src", "dst", "address"):
+        return _Addresses(raw, at, lists)
+    if key in ("src_port", "dst_port", "port"):
+        return _ports(raw, at)
+    if key in ("rule", "resource"):
+        return _globs(raw, at)
+    return _macs(raw, at)
 
 
-def _test(key: str, raw: Any, at: str, lists: Mapping[str, Iterable[str]]) -> Test:
+def context_test(key: str, value: Any) -> ContextTest:
+    """A rule, resource or mac condition as a predicate on a rule group's context."""
+    if key == "rule":
+        return lambda ctx: value.match(ctx.rule) is not None
+    if key == "resource":
+        return lambda ctx: value.match(ctx.name) is not None
+    return lambda ctx: ctx.mac in value
+
+
+def _test(key: str, value: Any) -> Test:
     """One condition as a predicate on an event."""
     if key == "decision":
-        decisions = _choices(raw, at, _DECISIONS)
-        return lambda e: e.allowed in decisions
+        return lambda e: e.allowed in value
     if key == "direction":
-        directions = _choices(raw, at, _DIRECTIONS)
-        return lambda e: e.inbound in directions
+        return lambda e: e.inbound in value
     if key == "state":
-        states = _choices(raw, at, _STATES)
-        return lambda e: e.state in states
+        return lambda e: e.state in value
     if key == "protocol":
-        protocols = _protocols(raw, at)
-        return lambda e: e.protocol in protocols
-    if key in ("src", "dst", "address"):
-        addrs = _Addresses(raw, at, lists)
-        if key == "src":
-            return lambda e: e.src_ip in addrs
-        if key == "dst":
-            return lambda e: e.dst_ip in addrs
-        return lambda e: e.src_ip in addrs or e.dst_ip in addrs
-    if key in ("src_port", "dst_port", "port"):
-        ports = _ports(raw, at)
-        if key == "src_port":
-            return lambda e: bool(ports[e.src_port])
-        if key == "dst_port":
-            return lambda e: bool(ports[e.dst_port])
-        return lambda e: bool(ports[e.src_port] or ports[e.dst_port])
-    if key == "rule":
-        rule_re = _globs(raw, at)
-        return lambda e: rule_re.match(e.ctx.rule) is not None
-    if key == "resource":
-        name_re = _globs(raw, at)
-        return lambda e: name_re.match(e.ctx.name) is not None
-    macs = _macs(raw, at)
-    return lambda e: e.ctx.mac in macs
+        return lambda e: e.protocol in value
+    if key == "src":
+        return lambda e: e.src_ip in value
+    if key == "dst":
+        return lambda e: e.dst_ip in value
+    if key == "address":
+        return lambda e: e.src_ip in value or e.dst_ip in value
+    if key == "src_port":
+        return lambda e: bool(value[e.src_port])
+    if key == "dst_port":
+        return lambda e: bool(value[e.dst_port])
+    if key == "port":
+        return lambda e: bool(value[e.src_port] or value[e.dst_port])
+    of_context = context_test(key, value)
+    return lambda e: of_context(e.ctx)
 
 
 def compile_rule(spec: Mapping[str, Any], where: str, label: str, lists: Mapping[str, Iterable[str]]) -> Rule:
     unknown = sorted(set(spec) - {*CONDITIONS, "name"})
     if unknown:
         raise FilterConfigError(f"{where}: unknown condition {unknown[0]!r} (known: {', '.join(CONDITIONS)})")
-    tests = [_test(key, spec[key], f"{where}.{key}", lists) for key in CONDITIONS if key in spec]
+    conditions = tuple((key, _value(key, spec[key], f"{where}.{key}", lists)) for key in CONDITIONS if key in spec)
     name = spec.get("name")
     if name is not None and (not isinstance(name, str) or not name):
         raise FilterConfigError(f'{where}.name: expected a label such as "allowed east-west", got {name!r}')
-    return Rule(name or label, tuple(tests), spec)
+    return Rule(name or label, tuple(_test(key, value) for key, value in conditions), spec, conditions)
 
 
 class TupleFilter:
@@ -192,17 +218,35 @@ class TupleFilter:
         self.include = tuple(include)
         self.exclude = tuple(exclude)
         self.where = where  # the config key it came from, for messages
+        self._compiled: CoreFilter | None = None  # the rule tables in C, built for the first compiled batch
+
+    def reason_index(self, e: FlowEvent) -> int:
+        """0 to keep the event; 1 not included; 2 + k dropped by exclude rule k."""
+        if self.include and not any(r.matches(e) for r in self.include):
+            return 1
+        for k, r in enumerate(self.exclude):
+            if r.matches(e):
+                return 2 + k
+        return 0
+
+    def label(self, index: int) -> str:
+        """The reason a reason_index stands for, as counted in nsg_forwarder_filtered_total."""
+        return NOT_INCLUDED if index == 1 else self.exclude[index - 2].label
 
     def reason(self, e: FlowEvent) -> str | None:
         """Why the event is dropped, or None to keep it."""
-        if self.include and not any(r.matches(e) for r in self.include):
-            return NOT_INCLUDED
-        for r in self.exclude:
-            if r.matches(e):
-                return r.label
-        return None
+        index = self.reason_index(e)
+        return self.label(index) if index else None
 
     def apply(self, events: Sequence[FlowEvent]) -> tuple[Sequence[FlowEvent], Counter[str]]:
+        if type(events) is CoreEvents:
+            # A compiled batch is judged in C over its columns and stays compiled: no FlowEvent per tuple.
+            compiled = self._compiled
+            if compiled is None:
+                from forwarder.reduce.compiled import CoreFilter  # imports this module
+
+                compiled = self._compiled = CoreFilter(self)
+            return compiled.apply(events)
         dropped: Counter[str] = Counter()
         kept: list[FlowEvent] = []
         reason = self.reason
@@ -213,7 +257,7 @@ class TupleFilter:
             else:
                 dropped[why] += 1
         if not dropped:
-            return events, dropped  # everything kept: the caller's sequence (a compiled batch stays compiled)
+            return events, dropped  # everything kept: the caller's sequence
         return kept, dropped
 
 
