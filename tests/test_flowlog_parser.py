@@ -194,6 +194,16 @@ def test_unknown_versions_and_foreign_records_are_reported() -> None:
     assert len(events) == 1
     assert issues.counts == {"unsupported record": 2}
     assert "unknown NSG flow log version 9" in issues.first[0].detail
+    # The excerpt is the record as written (its key order, JSON spelling), not a Python dict.
+    assert issues.first[1].text == '{"time":"2020-01-01T00:00:00Z","hello":"world"}'
+
+
+def test_a_tuple_that_is_not_a_string_is_shown_as_json() -> None:
+    record = nsg_record(["1542110377,10.0.0.4,13.67.143.118,44931,443,T,O,A"], version=1)
+    record["properties"]["flows"][0]["flows"][0]["flowTuples"].append({"z": 1, "a": [True, None]})
+    _, issues, _ = parse(wrap(record))
+    assert issues.counts == {"bad flow tuple": 1}
+    assert issues.first[0].text == '{"z":1,"a":[true,null]}'
 
 
 def test_head_and_tail_only_is_empty_not_an_error() -> None:

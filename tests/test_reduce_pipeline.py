@@ -6,12 +6,16 @@ from __future__ import annotations
 
 import io
 import random
+import subprocess
+import sys
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
+
+import pytest
 
 from forwarder.flowlog.issues import IssueLog
 from forwarder.flowlog.model import FlowEvent
@@ -296,3 +300,56 @@ def test_dropped_tuples_are_counted_per_sink_and_reason_in_the_metrics(tmp_path:
     aggregates = len(lines(tmp_path / "out" / "summary-ocsf.ndjson"))
     assert f'nsg_forwarder_aggregates_total{{sink="file[2]"}} {float(aggregates)}' in text
     assert "nsg_forwarder_open_windows 0.0" in text
+
+
+def convert(*args: str) -> subprocess.CompletedProcess[bytes]:
+    return subprocess.run([sys.executable, "-m", "forwarder", "convert", *args], capture_output=True, timeout=60)
+
+
+def test_convert_filters_and_aggregates_as_a_sink_would(tmp_path: Path) -> None:
+    rules = tmp_path / "denied.toml"
+    rules.write_text('[[filter.include]]\ndecision = "denied"\n')
+    root = tmp_path / "flowlogs"
+    writers = nics(root, count=4)
+    for _ in range(25):
+        for w in writers:
+            w.append_minute()
+    t = truth(writers)
+    for w in writers:
+        key = f"local/{w.spec.container}/{w.spec.blob_name}"
+        denied = convert(str(w.path), "--format", "cef", "--filter", str(rules), "--source-id", key)
+        assert denied.returncode == 0, denied.stderr.decode()
+        got = [d["extension"]["externalId"] for d in validate_lines("cef", denied.stdout.decode().splitlines())]
+        assert got == [e.event_id for e in t.events if e.ctx.source == key and not e.allowed]
+        assert f"filtered={sum(e.allowed for e in t.events if e.ctx.source == key)}" in denied.stderr.decode()
+    # The same aggregates, with the same ids, as the service's aggregating sink gives for whole windows.
+    proc = start_forwarder(config(tmp_path / "run", root), "--once")
+    _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 0, err.decode()
+    served = sorted(lines(tmp_path / "run" / "out" / "summary-ocsf.ndjson"))
+    converted: list[str] = []
+    for w in writers:
+        key = f"local/{w.spec.container}/{w.spec.blob_name}"
+        done = convert(str(w.path), "--format", "ocsf", "--aggregate", "10m", "--source-id", key)
+        assert done.returncode == 0, done.stderr.decode()
+        converted += done.stdout.decode().splitlines()
+    validate_lines("ocsf", converted)
+    assert sorted(converted) == served
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--aggregate", "7m"], "--aggregate: '7m' must be whole minutes that divide an hour"),
+        (["--aggregate", "10m", "--key", "dst_ip,nope"], "--key: nope is not one of"),
+        (["--key", "dst_ip"], "--key goes with --aggregate"),
+        (["--format", "asim", "--aggregate", "10m", "--key", "dst_ip"], "format asim needs src_ip"),
+        (["--filter", "/nonexistent.toml"], "cannot read the filter file /nonexistent.toml"),
+    ],
+)
+def test_convert_refuses_a_bad_reduction_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    (w,) = nics(tmp_path / "flowlogs", count=1)
+    w.append_minute()
+    done = convert(str(w.path), *args)
+    err = done.stderr.decode()
+    assert done.returncode == 2 and message in err and "Traceback" not in err and err.count("\n") == 1, err

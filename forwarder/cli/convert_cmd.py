@@ -5,14 +5,27 @@ from __future__ import annotations
 import argparse
 import sys
 import time
+import tomllib
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, BinaryIO
 
 from forwarder.flowlog.core import DESCRIPTION as CORE_DESCRIPTION
 from forwarder.flowlog.issues import IssueLog
+from forwarder.flowlog.model import FlowEvent
 from forwarder.flowlog.stream import FileConverter, NotAFlowLog
 from forwarder.formats import FORMATS, formatter
+from forwarder.formats.aggregates import format_aggregates
 from forwarder.logsetup import setup_logging
+from forwarder.reduce.aggregate import (
+    DEFAULT_KEY,
+    KEY_FIELDS,
+    AggregateSpec,
+    WindowAggregator,
+    parse_window,
+    record_time_ms,
+)
+from forwarder.reduce.config import REQUIRED_KEY, Reduction, address_lists, build_filter
 
 
 def register(sub: Any) -> None:
@@ -31,6 +44,24 @@ def register(sub: Any) -> None:
         help="identity used for deterministic event ids (default: the file path as given); use "
         "'<account>/<container>/<blob name>' to get the ids a live run gives",
     )
+    p.add_argument(
+        "--filter",
+        type=Path,
+        metavar="FILE",
+        help="keep only what this filter keeps: a TOML file with [[filter.include]] / [[filter.exclude]] rule tables "
+        "(and optional [address_lists]), as in a config",
+    )
+    p.add_argument(
+        "--aggregate",
+        metavar="WINDOW",
+        help='one event per key and window ("10m", "1h", ...) instead of one per tuple, as a sink with aggregate does',
+    )
+    p.add_argument(
+        "--key",
+        metavar="FIELDS",
+        help="with --aggregate: the fields that tell aggregates apart, comma-separated (default: Traffic Analytics' "
+        "src_ip,dst_ip,dst_port,protocol,direction,decision,rule,resource)",
+    )
     p.add_argument("--strict", action="store_true", help="exit 3 if any input was skipped (for scripts and CI)")
     p.add_argument("--chunk-bytes", type=int, default=1 << 20, help=argparse.SUPPRESS)
     p.set_defaults(handler=run)
@@ -41,6 +72,11 @@ def run(args: argparse.Namespace) -> int:
     fmt = formatter(args.format)
     source = args.source_id or ("stdin" if args.file == "-" else args.file)
     issues = IssueLog()
+    try:
+        reduction = _reduction(args)
+    except (OSError, ValueError) as exc:
+        print(f"nsg-forwarder convert: {exc}", file=sys.stderr)
+        return 2
     try:
         stream: BinaryIO = sys.stdin.buffer if args.file == "-" else Path(args.file).open("rb")  # noqa: SIM115
     except OSError as exc:
@@ -60,13 +96,35 @@ def run(args: argparse.Namespace) -> int:
         return 1
     began = time.perf_counter()
     converter = FileConverter(stream, source, issues, args.chunk_bytes)
-    events = 0
+    events = dropped = 0
+    window: WindowAggregator | None = None
+    flt, spec = reduction.filter, reduction.aggregate
     try:
         for batch in converter.events():
+            if not len(batch):
+                continue
+            kept: Sequence[FlowEvent] = batch
+            if flt is not None:
+                kept, why = flt.apply(batch)
+                dropped += sum(why.values())
+            if spec is not None:
+                # A batch is one record's (or part of one): its window is the record's time.
+                first = batch[0]
+                at = record_time_ms(first.ctx.record_time)
+                start = spec.window_of(first.timestamp_ms if at is None else at)
+                if window is not None and window.window_ms != start:
+                    events += _write_aggregates(out, args.format, window)
+                    window = None
+                if window is None:
+                    window = WindowAggregator(spec, source, start, first.ctx.record_offset)
+                window.add(kept)
+                continue
             # Formatted lines are ~10x the input bytes: write them in slices to keep memory flat.
-            for i in range(0, len(batch), 4096):
-                out.write(fmt.format_joined(batch[i : i + 4096]))
-            events += len(batch)
+            for i in range(0, len(kept), 4096):
+                out.write(fmt.format_joined(kept[i : i + 4096]))
+            events += len(kept)
+        if window is not None:
+            events += _write_aggregates(out, args.format, window)
     except NotAFlowLog as exc:
         print(f"nsg-forwarder convert: {source} is not a flow log: {exc}", file=sys.stderr)
         return 1
@@ -80,11 +138,52 @@ def run(args: argparse.Namespace) -> int:
     bad_tuples = issues.counts.get("bad flow tuple", 0)
     print(
         f"Converted {source}: format={args.format} records={converter.records} tuples={converter.tuples + bad_tuples} "
-        f"events={events} {issues.summary()} seconds={seconds:.2f} rate={events / max(seconds, 1e-9):,.0f}/s "
+        f"events={events}{f' filtered={dropped}' if flt is not None else ''} {issues.summary()} "
+        f"seconds={seconds:.2f} rate={converter.tuples / max(seconds, 1e-9):,.0f} tuples/s "
         f"core={CORE_DESCRIPTION.split(',')[0].replace(' ', '-')}",
         file=sys.stderr,
     )
     return 3 if args.strict and issues.total else 0
+
+
+def _reduction(args: argparse.Namespace) -> Reduction:
+    """The --filter file's filter and the --aggregate window, checked as a config's would be."""
+    flt = None
+    if args.filter is not None:
+        try:
+            doc = tomllib.loads(args.filter.read_text())
+        except OSError as exc:
+            raise OSError(f"cannot read the filter file {args.filter}: {exc.strerror}") from None
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ValueError(f"{args.filter}: not valid TOML: {exc}") from None
+        unknown = sorted(set(doc) - {"filter", "address_lists"})
+        if unknown or "filter" not in doc:
+            raise ValueError(
+                f"{args.filter}: expected a [filter] table (and optionally [address_lists]); got {unknown}"
+            )
+        flt = build_filter(doc["filter"], f"{args.filter}: filter", address_lists(doc))
+    spec = None
+    if args.aggregate is not None:
+        key = DEFAULT_KEY
+        if args.key:
+            key = tuple(k.strip() for k in args.key.split(",") if k.strip())
+            bad = [k for k in key if k not in KEY_FIELDS]
+            if bad or not key:
+                raise ValueError(f"--key: {bad[0] if bad else args.key} is not one of {', '.join(KEY_FIELDS)}")
+        spec = AggregateSpec(parse_window(args.aggregate, "--aggregate"), tuple(k for k in KEY_FIELDS if k in key))
+        missing = [k for k in REQUIRED_KEY.get(args.format, ()) if k not in spec.key]
+        if missing:
+            raise ValueError(f"--key: format {args.format} needs {', '.join(missing)} in the key")
+    elif args.key:
+        raise ValueError("--key goes with --aggregate")
+    return Reduction(flt, spec)
+
+
+def _write_aggregates(out: BinaryIO, fmt: str, window: WindowAggregator) -> int:
+    lines = format_aggregates(fmt, window.close())
+    if lines:
+        out.write(("\n".join(lines) + "\n").encode())
+    return len(lines)
 
 
 def _is_gzip(stream: BinaryIO) -> bool:

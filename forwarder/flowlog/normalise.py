@@ -12,6 +12,8 @@ import reprlib
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any
 
+import orjson
+
 from forwarder.flowlog.bigrecord import TupleSpan
 from forwarder.flowlog.core import core
 from forwarder.flowlog.issues import IssueLog, ParseIssue, excerpt
@@ -85,7 +87,13 @@ _REPR.maxlevel, _REPR.maxdict, _REPR.maxlist, _REPR.maxstring, _REPR.maxother = 
 
 
 def shown(value: Any) -> str:
-    return excerpt(value if isinstance(value, str) else _REPR.repr(value))
+    """A value from a record as JSON text, in its own key order (a Python repr would sort and respell it)."""
+    if isinstance(value, str):
+        return excerpt(value)
+    try:
+        return excerpt(orjson.dumps(value))
+    except (TypeError, orjson.JSONEncodeError):  # integers beyond 64 bits, nesting beyond orjson's limit
+        return excerpt(_REPR.repr(value))
 
 
 class UnknownRecord(ValueError):
@@ -147,7 +155,7 @@ class Normaliser:
                     "unsupported record",
                     detail=str(exc) if isinstance(exc, UnknownRecord | BadStructure) else f"unexpected: {exc!r}",
                     record_index=record.index,
-                    text=shown(body),
+                    text=excerpt(record.head) if record.head else shown(body),
                 )
             )
             return

@@ -26,6 +26,7 @@ from forwarder.flowlog.issues import IssueLog, ParseIssue, excerpt
 _NEXT = ',{"time":'
 _RESYNC = re.compile(r'\{\s*"time"\s*:')
 _DECODER = json.JSONDecoder()
+_HEAD_CHARS = 240  # of a record's text kept for messages about it
 _WS = " \t\r\n"
 _WS_SEP = " \t\r\n,"
 
@@ -40,6 +41,7 @@ class Record:
     offset: int  # byte offset of the record's "{" in the blob
     index: int  # position of the record in this read (for messages only)
     body: dict[str, Any]
+    head: str = ""  # the record's first characters as written: what a message about it shows
 
 
 class RecordDecoder:
@@ -183,6 +185,7 @@ class RecordDecoder:
                 pos = bad_end
                 continue
             offset = byte_pos(pos)
+            head = text[pos : min(stop, pos + _HEAD_CHARS)]
             index = self.records_seen
             self.records_seen += 1
             pos = stop
@@ -191,7 +194,7 @@ class RecordDecoder:
             if not isinstance(body, dict):
                 self.issues.report(ParseIssue(self.source, offset, "record is not a JSON object", record_index=index))
                 continue
-            yield Record(offset, index, body)
+            yield Record(offset, index, body, head)
 
     def _report(self, offset: int, reason: str, text: str | bytes, detail: str) -> None:
         self.issues.report(
