@@ -135,4 +135,5 @@ class CoreAccumulator:
         self._c.add_events(items, [self._id(e.ctx) for e in items] if self._ctx_fields else [])
 
     def results(self) -> list[tuple[Any, ...]]:
-        return self._c.results()
+        rows: list[tuple[Any, ...]] = self._c.results()
+        return rows
