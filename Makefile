@@ -71,7 +71,8 @@ FUZZ_SECONDS ?= 150
 fuzz:
 	mkdir -p fuzz-out
 	clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Icsrc \
-	  csrc/fuzz/fuzz_flow.c csrc/flow.c csrc/render.c csrc/community_id.c -o fuzz-out/fuzz_flow
+	  csrc/fuzz/fuzz_flow.c csrc/flow.c csrc/render.c csrc/community_id.c csrc/reduce.c \
+	  -o fuzz-out/fuzz_flow
 	@echo "== every input of the committed corpus (seeds and past crashes), once"
 	fuzz-out/fuzz_flow -runs=0 csrc/fuzz/corpus
 	@echo "== coverage-guided fuzzing for $(FUZZ_SECONDS) s; a crash input is written to fuzz-out/crash-*"

@@ -1,8 +1,8 @@
-/* libFuzzer harness for the compiled core's pure-C parts (flow.c, render.c, community_id.c), built with
- * AddressSanitizer and UndefinedBehaviorSanitizer by .ci/run:
+/* libFuzzer harness for the compiled core's pure-C parts (flow.c, render.c, community_id.c, reduce.c), built
+ * with AddressSanitizer and UndefinedBehaviorSanitizer by .ci/run:
  *
  *   clang -g -O1 -fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all -Icsrc \
- *         csrc/fuzz/fuzz_flow.c csrc/flow.c csrc/render.c csrc/community_id.c -o fuzz_flow
+ *         csrc/fuzz/fuzz_flow.c csrc/flow.c csrc/render.c csrc/community_id.c csrc/reduce.c -o fuzz_flow
  *
  * Input: one byte choosing the tuple layout and the output format, then text read the way production
  * reads it: every "flowTuples":[...] array found in it is counted (nf_count_span_tuples) and split
@@ -10,7 +10,10 @@
  * newlines into tuple strings as add_list gets them. Every accepted tuple is pushed into columns and
  * rendered. Beyond memory errors and undefined behaviour, the harness aborts when a rendered line is not
  * one line of printable ASCII, outgrows its reservation, or when an address the parser accepted is not
- * what inet_pton makes of it.
+ * what inet_pton makes of it. The rows are then copied (nf_cols_copy_row, what a filter's kept rows go
+ * through), filtered with rules on every column, and aggregated under several keys: the harness aborts when
+ * a copy differs, when a filter verdict differs from a plain re-evaluation of the rules, or when a key does
+ * not read back as written or the sums do not add up.
  */
 #define _GNU_SOURCE /* memmem */
 #include <arpa/inet.h>
@@ -20,6 +23,7 @@
 #include <string.h>
 
 #include "flow.h"
+#include "reduce.h"
 
 #define CHECK(cond)                                                          \
     do {                                                                     \
@@ -66,6 +70,132 @@ static void take(nf_cols *c, const char *s, size_t n, int layout) {
     }
 }
 
+/* -- Reduction ------------------------------------------------------------------------------------------- */
+
+/* 10.0.0.0/8 and 172.16.0.0/12; fc00::/7: ranges as addresses.py hands them over. */
+static const uint8_t RANGES_V4[] = {10, 0, 0, 0, 10, 255, 255, 255, 172, 16, 0, 0, 172, 31, 255, 255};
+static const uint8_t RANGES_V6[] = {0xfc, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+                                    0xfd, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff,
+                                    0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff};
+static uint8_t PORTS[65536]; /* 0-1023 and 443 */
+
+/* The same question as nf_addrs_has, the slow way. */
+static int plain_has(const nf_addrs *a, const uint8_t *bin, int v6) {
+    size_t w = v6 ? 16 : 4, n = v6 ? a->n6 : a->n4;
+    const uint8_t *r = v6 ? a->v6 : a->v4;
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(r + 2 * w * i, bin, w) <= 0 && memcmp(bin, r + 2 * w * i + w, w) <= 0) return 1;
+    return 0;
+}
+
+static int plain_matches(const nf_rule *rule, const nf_cols *c, size_t r, int ctx_ok) {
+    unsigned has = rule->has;
+    int v6 = (c->flags[r] & NF_V6) != 0;
+    unsigned state = c->state[r] == 'B' ? 1 : c->state[r] == 'C' ? 2 : c->state[r] == 'E' ? 4 : c->state[r] == 'D' ? 8 : 0;
+    return (!(has & NF_C_CONTEXT) || ctx_ok) &&
+           (!(has & NF_C_DECISION) || rule->decisions & ((c->flags[r] & NF_ALLOWED) ? 2 : 1)) &&
+           (!(has & NF_C_DIRECTION) || rule->directions & ((c->flags[r] & NF_INBOUND) ? 2 : 1)) &&
+           (!(has & NF_C_STATE) || (rule->states & state)) && (!(has & NF_C_PROTOCOL) || rule->protocols[c->proto[r]]) &&
+           (!(has & NF_C_SRC) || plain_has(&rule->src, c->src_bin[r], v6)) &&
+           (!(has & NF_C_DST) || plain_has(&rule->dst, c->dst_bin[r], v6)) &&
+           (!(has & NF_C_ADDRESS) || plain_has(&rule->address, c->src_bin[r], v6) ||
+            plain_has(&rule->address, c->dst_bin[r], v6)) &&
+           (!(has & NF_C_SRC_PORT) || rule->src_port[c->sport[r]]) &&
+           (!(has & NF_C_DST_PORT) || rule->dst_port[c->dport[r]]) &&
+           (!(has & NF_C_PORT) || rule->port[c->sport[r]] || rule->port[c->dport[r]]);
+}
+
+static void check_copy(const nf_cols *c) {
+    nf_cols d = {0};
+    CHECK(nf_cols_reserve(&d, c->n) == 0);
+    for (size_t r = 0; r < c->n; r++) {
+        CHECK(nf_cols_copy_row(&d, c, r, 7) == 0);
+        CHECK(d.group[r] == 7 && d.index[r] == c->index[r] && d.ts_ms[r] == c->ts_ms[r] && d.flags[r] == c->flags[r]);
+        CHECK(d.src_len[r] == c->src_len[r] && memcmp(d.text + d.src_off[r], c->text + c->src_off[r], c->src_len[r]) == 0);
+        CHECK(d.dst_len[r] == c->dst_len[r] && memcmp(d.text + d.dst_off[r], c->text + c->dst_off[r], c->dst_len[r]) == 0);
+        CHECK(memcmp(d.src_bin[r], c->src_bin[r], 16) == 0 && memcmp(d.dst_bin[r], c->dst_bin[r], 16) == 0);
+        CHECK(d.sport[r] == c->sport[r] && d.dport[r] == c->dport[r] && d.proto[r] == c->proto[r]);
+        CHECK(d.state[r] == c->state[r] && d.variant[r] == c->variant[r]);
+        CHECK(memcmp(d.counters[r], c->counters[r], sizeof(d.counters[r])) == 0);
+    }
+    nf_cols_free(&d);
+}
+
+static void check_filter(const nf_cols *c, uint8_t choice) {
+    nf_addrs private = {RANGES_V4, 2, RANGES_V6, 1};
+    nf_rule rules[3];
+    memset(rules, 0, sizeof(rules));
+    rules[0].has = NF_C_DECISION | NF_C_STATE | NF_C_SRC;
+    rules[0].decisions = 2;
+    rules[0].states = 1 | 4 | 8;
+    rules[0].src = private;
+    rules[1].has = NF_C_PORT | NF_C_PROTOCOL | NF_C_CONTEXT | NF_C_DST;
+    rules[1].protocols[6] = rules[1].protocols[17] = 1;
+    rules[1].port = PORTS;
+    rules[1].dst = private;
+    rules[2].has = NF_C_ADDRESS | NF_C_DIRECTION | NF_C_DST_PORT | NF_C_SRC_PORT;
+    rules[2].directions = 1;
+    rules[2].address = private;
+    rules[2].dst_port = rules[2].src_port = PORTS;
+    nf_filter f = {rules, choice & 2 ? 0 : 2, 1};
+    const nf_rule *active = choice & 2 ? rules + 2 : rules;
+    nf_filter g = {active, f.ninclude, f.nexclude};
+    uint8_t ok[3] = {1, choice & 1, 1};
+    uint32_t *reason = malloc((c->n + 1) * sizeof(uint32_t));
+    CHECK(reason != NULL);
+    nf_filter_rows(&g, c, 0, c->n, ok, 0, reason);
+    for (size_t r = 0; r < c->n; r++) {
+        uint32_t want = 0;
+        if (g.ninclude) {
+            want = 1;
+            for (size_t k = 0; k < g.ninclude; k++)
+                if (plain_matches(&active[k], c, r, ok[k])) want = 0;
+        }
+        if (want == 0 && plain_matches(&active[g.ninclude], c, r, ok[g.ninclude])) want = 2;
+        CHECK(reason[r] == want);
+    }
+    free(reason);
+}
+
+static void check_aggregate(const nf_cols *c, unsigned fields, uint64_t seed) {
+    nf_agg a = {0};
+    a.fields = fields;
+    a.k0 = seed;
+    a.k1 = ~seed;
+    for (size_t r = 0; r < c->n; r++) {
+        int created;
+        nf_acc *acc;
+        CHECK(nf_agg_add_row(&a, c, r, (uint32_t)(r % 3), &created, &acc) == 0);
+    }
+    int64_t flows = 0;
+    for (size_t i = 0; i < a.n; i++) {
+        const nf_acc *acc = &a.acc[i];
+        nf_key k;
+        uint8_t again[4 + 2 + 39 + 2 + 39 + 2 + 2 + 3];
+        CHECK(nf_key_decode(fields, a.keys + acc->key_off, acc->key_len, &k));
+        CHECK(k.src_len <= 39 && k.dst_len <= 39);
+        CHECK(nf_key_encode(fields, &k, again) == acc->key_len && memcmp(again, a.keys + acc->key_off, acc->key_len) == 0);
+        int created;
+        CHECK(nf_agg_find(&a, again, acc->key_len, 0, &created) == acc && !created);
+        CHECK(acc->first_ms <= acc->last_ms && acc->flows > 0 && acc->denied <= acc->flows);
+        CHECK(acc->started + acc->continuing + acc->ended <= acc->flows);
+        flows += acc->flows;
+    }
+    CHECK(flows == (int64_t)c->n);
+    nf_agg_free(&a);
+}
+
+static void check_reduce(const nf_cols *c, uint8_t choice, uint64_t seed) {
+    if (!PORTS[443]) {
+        memset(PORTS, 1, 1024);
+        PORTS[443] = 1;
+    }
+    check_copy(c);
+    check_filter(c, choice);
+    static const unsigned KEYS[] = {NF_K_ALL, 1 | 2 | 8 | 16 | 32 | 64 | 128 | 256, NF_K_SRC_IP, NF_K_CONTEXT, NF_K_DST_PORT};
+    for (size_t i = 0; i < sizeof(KEYS) / sizeof(KEYS[0]); i++) check_aggregate(c, KEYS[i], seed);
+}
+
 int LLVMFuzzerInitialize(int *argc, char ***argv) {
     nf_init();
     return 0;
@@ -106,6 +236,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size) {
     }
     nf_cols_compact(&c);
     for (size_t r = 0; r < c.n; r++) CHECK(!(c.flags[r] & NF_DEAD));
+    check_reduce(&c, data[0], (uint64_t)size * 0x9E3779B97F4A7C15ull);
     if (GLOB[0].p == NULL)
         for (int i = 0; i < 512; i++) GLOB[i] = (nf_str)S(",\"transport\":\"tcp\"");
     size_t max_piece = 0;
