@@ -224,20 +224,24 @@ class WindowAggregator:
 
     def _new(self, e: FlowEvent, key: tuple[Any, ...]) -> Aggregate:
         got = dict(zip(self.spec.key, key, strict=True))
-        return self._aggregate(len(self._accs), e.ctx, e.timestamp_ms, got)
+        return self._aggregate(len(self._accs), self._window_ctx(e.ctx), e.timestamp_ms, got)
+
+    def _window_ctx(self, ctx: FlowContext) -> FlowContext:
+        """The context of an aggregate whose first flow has context ``ctx``: the window's first record, and
+        the rule only when it is part of the key."""
+        in_key = "rule" in self.spec.key
+        return replace(
+            ctx,
+            record_offset=self.first_offset,
+            rule=ctx.rule if in_key else "",
+            acl_id=ctx.acl_id if in_key else "",
+            id_prefix="",
+        )
 
     def _aggregate(self, index: int, ctx: FlowContext, first_ms: int, got: Mapping[str, Any]) -> Aggregate:
-        """The aggregate of the ``index``-th key, whose first flow has context ``ctx`` and time ``first_ms``;
-        ``got``: the key's fields."""
-        in_key = "rule" in self.spec.key
+        """The aggregate of the ``index``-th key, with its window context, first flow time and key fields."""
         return Aggregate(
-            ctx=replace(
-                ctx,
-                record_offset=self.first_offset,
-                rule=ctx.rule if in_key else "",
-                acl_id=ctx.acl_id if in_key else "",
-                id_prefix="",
-            ),
+            ctx=ctx,
             event_id=f"{self._prefix}-{index}",
             window_start_ms=self.window_ms,
             window_end_ms=self.window_ms + self.spec.window_ms,
@@ -255,22 +259,31 @@ class WindowAggregator:
     def close(self) -> list[Aggregate]:
         """The window's aggregates, in the order their keys first appeared."""
         if self._core is not None:
-            out = [self._from_core(i, row) for i, row in enumerate(self._core.results())]
+            out = self._from_core(self._core.results())
             self._core = None
             return out
         out = list(self._accs.values())
         self._accs = {}
         return out
 
-    def _from_core(self, index: int, row: tuple[Any, ...]) -> Aggregate:
-        ctx, src_ip, dst_ip, src_port, dst_port, protocol, inbound, allowed, first_ms, last_ms, *counts = row
-        got = {"src_ip": src_ip, "dst_ip": dst_ip, "src_port": src_port, "dst_port": dst_port,
-               "protocol": protocol, "direction": inbound, "decision": allowed}  # fmt: skip
-        acc = self._aggregate(index, ctx, first_ms, got)
-        acc.last_ms = last_ms
-        acc.flows, acc.started, acc.continuing, acc.ended, acc.denied = counts[:5]
-        acc.packets_s2d, acc.bytes_s2d, acc.packets_d2s, acc.bytes_d2s = counts[5:]
-        return acc
+    def _from_core(self, rows: list[tuple[Any, ...]]) -> list[Aggregate]:
+        out = []
+        # Keys whose first flows share a rule group's context share its window context (the rows hold the
+        # contexts, so their ids stay theirs): one replace() per rule group rather than per key.
+        derived: dict[int, FlowContext] = {}
+        for index, row in enumerate(rows):
+            ctx, src_ip, dst_ip, src_port, dst_port, protocol, inbound, allowed, first_ms, last_ms, *counts = row
+            window_ctx = derived.get(id(ctx))
+            if window_ctx is None:
+                window_ctx = derived[id(ctx)] = self._window_ctx(ctx)
+            got = {"src_ip": src_ip, "dst_ip": dst_ip, "src_port": src_port, "dst_port": dst_port,
+                   "protocol": protocol, "direction": inbound, "decision": allowed}  # fmt: skip
+            acc = self._aggregate(index, window_ctx, first_ms, got)
+            acc.last_ms = last_ms
+            acc.flows, acc.started, acc.continuing, acc.ended, acc.denied = counts[:5]
+            acc.packets_s2d, acc.bytes_s2d, acc.packets_d2s, acc.bytes_d2s = counts[5:]
+            out.append(acc)
+        return out
 
 
 def record_time_ms(value: Any) -> int | None:
