@@ -24,6 +24,7 @@ from forwarder.sources.azure_blob import from_config as azure_source
 from forwarder.sources.directory import DirectorySource
 from tests.support.azure_writer import AzureWriter
 from tests.support.azurite import Azurite, azurite  # noqa: F401  (a fixture)
+from tests.support.collect import CollectingSink
 from tests.support.events import validate_lines
 from tests.support.http_receivers import HecReceiver, iter_json_objects
 from tests.support.http_sinks import fast_retry
@@ -201,3 +202,19 @@ def test_readyz_says_when_polls_fall_behind_and_what_to_do(tmp_path: Path) -> No
         assert not ok and "falling behind" in why and "concurrency" in why and "shards" in why
     finally:
         health.stop()
+
+
+def test_a_full_byte_cap_makes_the_sinks_send_at_once_instead_of_lingering(tmp_path: Path) -> None:
+    """Readers waiting for the sinks to confirm: nothing more can come, so a lane waiting for a fuller batch
+    (linger) would only stall the pipeline for its linger on every chunk."""
+    root = tmp_path / "flowlogs"
+    nics(root, 1, minutes=30, tuples=200)
+    sink = CollectingSink()
+    svc = Service(
+        DirectorySource(root), CheckpointStore(tmp_path / "cp.json"), Delivery([sink], linger=30.0),  # type: ignore[list-item]
+        chunk_bytes=65536, max_bytes_in_flight=1 << 20,
+    )  # fmt: skip
+    done = threading.Event()
+    threading.Thread(target=lambda: (svc.poll(), done.set()), daemon=True).start()
+    assert done.wait(25), "the pipeline waited for the linger with the byte cap full"
+    assert len(sink.event_ids) == 30 * 200

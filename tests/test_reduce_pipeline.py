@@ -353,3 +353,16 @@ def test_convert_refuses_a_bad_reduction_in_one_line(tmp_path: Path, args: list[
     done = convert(str(w.path), *args)
     err = done.stderr.decode()
     assert done.returncode == 2 and message in err and "Traceback" not in err and err.count("\n") == 1, err
+
+
+def test_asim_rows_of_aggregates_are_flows_with_their_count(tmp_path: Path) -> None:
+    (w,) = nics(tmp_path / "flowlogs", count=1)
+    for _ in range(20):
+        w.append_minute()
+    done = convert(str(w.path), "--format", "asim", "--aggregate", "10m")
+    assert done.returncode == 0, done.stderr.decode()
+    rows = validate_lines("asim", done.stdout.decode().splitlines())
+    t = truth([w])
+    assert sum(r["EventCount"] for r in rows) == len(t.events)
+    assert {r["EventType"] for r in rows if r["EventCount"] > 1} == {"Flow"}
+    assert all(r["EventStartTime"] <= r["EventEndTime"] for r in rows)

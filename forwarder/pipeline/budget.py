@@ -18,6 +18,9 @@ class Budget:
         self.used = 0
         self.peak = 0
         self.waiting = 0  # readers paused until the sinks confirm what is held
+        # Called when a reader starts waiting: nothing more can come until the sinks send what they hold, so
+        # they should not wait for more (a batch's linger) before sending.
+        self.on_wait: Callable[[], None] | None = None
         self._cond = threading.Condition()
 
     def acquire(self, n: int, cancelled: Callable[[], bool] | None = None) -> bool:
@@ -26,6 +29,8 @@ class Budget:
             while self.used and self.used + n > self.limit:
                 if cancelled is not None and cancelled():
                     return False
+                if self.on_wait is not None:
+                    self.on_wait()
                 self.waiting += 1
                 try:
                     self._cond.wait(0.2)

@@ -17,6 +17,7 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from forwarder.flowlog.core import CoreEvents
 from forwarder.flowlog.model import Event, FlowEvent
 from forwarder.formats import formatter
 from forwarder.formats.aggregates import format_aggregates
@@ -25,6 +26,7 @@ from forwarder.pipeline.acks import AckTracker, Ticket
 from forwarder.pipeline.budget import Budget
 from forwarder.pipeline.concat import join
 from forwarder.pipeline.lane import LaneStats, Piece, SinkLane
+from forwarder.pipeline.lines import JoinedLines, line_bytes
 from forwarder.pipeline.reader import Chunk
 from forwarder.reduce.aggregate import AggregateSpec, WindowAggregator
 from forwarder.reduce.config import Reduction
@@ -103,6 +105,7 @@ class Delivery:
         """The service's acknowledgement tracker and byte budget (before the first chunk)."""
         self.tracker = tracker
         self.budget = budget
+        budget.on_wait = self.flush
         tracker.on_fail = self._blob_failed
 
     # -- lanes ----------------------------------------------------------------------------------
@@ -181,10 +184,16 @@ class Delivery:
                 self._ack(ticket)  # nothing left for these sinks: delivered, as far as the checkpoint goes
             return 0
         f = self._formatter(route.format)
+        events = join([(p, 0, len(p)) for p in parts])
+        if all(type(p) is CoreEvents for p in parts):
+            # The compiled core renders straight into one buffer: sinks that write lines as they are (files)
+            # take it without joining and encoding one str per event again.
+            data = b"".join([f.format_joined(p) for p in parts]) if len(parts) > 1 else f.format_joined(parts[0])
+            return self._put(route, events, JoinedLines(data, count), [ticket], chunk.key)
         lines: list[str] = []
         for part in parts:
             lines += f.format_many(part)
-        return self._put(route, join([(p, 0, len(p)) for p in parts]), lines, [ticket], chunk.key)
+        return self._put(route, events, lines, [ticket], chunk.key)
 
     def _aggregate(
         self, route: Route, spec: AggregateSpec, chunk: Chunk, parts: Sequence[Sequence[FlowEvent]], ticket: Ticket
@@ -237,13 +246,16 @@ class Delivery:
                         held += self._close(route, key, window)
             self.budget.adjust(held)
 
-    def _put(self, route: Route, events: Sequence[Event], lines: list[str], tickets: list[Ticket], key: str) -> int:
-        nbytes = sum(map(len, lines)) + len(lines) * (1 + EVENT_BYTES)
+    def _put(self, route: Route, events: Sequence[Event], lines: Sequence[str], tickets: list[Ticket], key: str) -> int:
+        """Hand the lines to every lane of the route; returns the budget bytes the pieces hold (released as each
+        piece is confirmed or fails)."""
+        size = len(lines.data) if isinstance(lines, JoinedLines) else line_bytes(lines, 0, len(lines))
+        budget = size + len(lines) * EVENT_BYTES
         with self._idle:
             self._outstanding += len(route.lanes)
         for lane in route.lanes:
-            lane.put(Piece(events, lines, nbytes, tickets, key))
-        return nbytes * len(route.lanes)
+            lane.put(Piece(events, lines, size, budget, tickets, key))
+        return budget * len(route.lanes)
 
     def _piece_done(self, lane: SinkLane, piece: Piece, error: str | None) -> None:
         assert self.tracker is not None
@@ -252,7 +264,7 @@ class Delivery:
                 self._ack(ticket)
             else:
                 self.tracker.fail(ticket, error)
-        self.budget.release(piece.nbytes)
+        self.budget.release(piece.budget)
         with self._idle:
             self._outstanding -= 1
             self._idle.notify_all()

@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
+from bisect import bisect_right
 from collections import deque
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -20,22 +21,45 @@ from dataclasses import dataclass
 from forwarder.flowlog.model import Event
 from forwarder.pipeline.acks import Ticket
 from forwarder.pipeline.concat import Run, join
+from forwarder.pipeline.lines import JoinedLines
 from forwarder.sinks.base import Batch, Sink, SinkFatal
 from forwarder.sinks.retry import Interrupted
 
 log = logging.getLogger("forwarder.pipeline")
 
 
+def fit(lines: Sequence[str], start: int, stop: int, limit: int, at_least_one: bool) -> tuple[int, int]:
+    """The longest run of lines [start, stop') within ``limit`` bytes (one line at least when ``at_least_one``:
+    a line bigger than a batch travels alone), and its size."""
+    if isinstance(lines, JoinedLines):
+        base = lines.offset(start)
+        ends = lines.ends()
+        end = bisect_right(ends, base + limit, start, stop)  # lines [start, end) end within the limit
+        if end == start and at_least_one:
+            end = start + 1
+        return end, lines.offset(end) - base
+    size = 0
+    for i in range(start, stop):
+        n = len(lines[i]) + 1
+        if size + n > limit and (i > start or not at_least_one):
+            return i, size
+        size += n
+    return stop, size
+
+
 class Piece:
     """Events in one sink's format (a chunk's, or a closed window's aggregates), the tickets their
     confirmation acknowledges, and how much of it went into batches so far."""
 
-    __slots__ = ("events", "failed", "key", "lines", "nbytes", "out", "taken", "tickets")
+    __slots__ = ("budget", "events", "failed", "key", "lines", "out", "size", "taken", "tickets")
 
-    def __init__(self, events: Sequence[Event], lines: Sequence[str], nbytes: int, tickets: list[Ticket], key: str):
+    def __init__(
+        self, events: Sequence[Event], lines: Sequence[str], size: int, budget: int, tickets: list[Ticket], key: str
+    ):
         self.events = events
         self.lines = lines
-        self.nbytes = nbytes  # what it holds of the byte budget
+        self.size = size  # bytes of its lines with a newline each: what batches are measured in
+        self.budget = budget  # what it holds of the pipeline's byte budget
         self.tickets = tickets
         self.key = key  # the blob it came from
         self.taken = 0  # events [0, taken) are in batches
@@ -94,7 +118,7 @@ class SinkLane:
             if not self._queue:
                 self._first_at = time.monotonic()
             self._queue.append(piece)
-            self._queued_bytes += piece.nbytes
+            self._queued_bytes += piece.size
             self.stats.queued_events += len(piece.events)
             self._cond.notify_all()
 
@@ -153,28 +177,26 @@ class SinkLane:
     def _take(self) -> tuple[Batch, list[Piece]]:
         """Cut the next batch from the queue's head (called with the lock held)."""
         runs: list[Run[Event]] = []
-        lines: list[str] = []
+        line_runs: list[Run[str]] = []
+        spans: list[memoryview] | None = []
         pieces: list[Piece] = []
         events = nbytes = 0
         while self._queue and events < self.max_events and nbytes < self.max_bytes:
             piece = self._queue[0]
             start = piece.taken
             stop = min(len(piece.events), start + self.max_events - events)
-            if start == 0 and stop == len(piece.events) and nbytes + piece.nbytes <= self.max_bytes:
-                size = piece.nbytes
+            if start == 0 and stop == len(piece.events) and nbytes + piece.size <= self.max_bytes:
+                size = piece.size
             else:
-                size = 0
-                limit = self.max_bytes - nbytes
-                for i in range(start, stop):
-                    n = len(piece.lines[i]) + 1
-                    if size + n > limit and (i > start or events):
-                        stop = i
-                        break
-                    size += n
+                stop, size = fit(piece.lines, start, stop, self.max_bytes - nbytes, at_least_one=not events)
             if stop == start:
                 break
             runs.append((piece.events, start, stop))
-            lines += piece.lines[start:stop]
+            line_runs.append((piece.lines, start, stop))
+            if spans is not None and isinstance(piece.lines, JoinedLines):
+                spans.append(piece.lines.span(start, stop))
+            else:
+                spans = None
             piece.taken = stop
             piece.out += 1
             pieces.append(piece)
@@ -187,7 +209,7 @@ class SinkLane:
         self._first_at = time.monotonic() if self._queue else 0.0
         keys = {p.key for p in pieces}
         source = next(iter(keys)) if len(keys) == 1 else f"{len(keys)} blobs"
-        return Batch(join(runs), lines, source, 0, 0), pieces
+        return Batch(join(runs), join(line_runs), source, 0, 0, spans), pieces
 
     def _reopen_now(self) -> None:
         """Hold every slot (so no batch is being sent), reopen, let go."""

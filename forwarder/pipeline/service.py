@@ -37,7 +37,7 @@ from forwarder.sources.base import BlobGone, BlobRef, BlobSource, SourceError
 log = logging.getLogger("forwarder.service")
 
 DEFAULT_CONCURRENCY = 32
-DEFAULT_MAX_BYTES_IN_FLIGHT = 256 << 20
+DEFAULT_MAX_BYTES_IN_FLIGHT = 64 << 20
 BEHIND_AFTER = 60.0  # a poll longer than this cannot keep up with blobs that change every minute
 # What a chunk costs in memory per byte read, before it is formatted: the events, and each format's lines.
 _EVENTS_PER_BYTE = 4

@@ -14,7 +14,8 @@ class Batch:
     """Events of one blob chunk, formatted in the sink's format.
 
     ``lines[i]`` is ``events[i]`` rendered by the sink's formatter (one line, no newline).
-    ``source``/``start``/``end`` say where the chunk came from, for dead-letter entries.
+    ``source``/``start``/``end`` say where the chunk came from, for messages. ``data``, when the pipeline
+    has it, is the same lines as UTF-8 bytes, each followed by a newline: what a file sink writes as is.
     """
 
     events: Sequence[Event]
@@ -22,6 +23,7 @@ class Batch:
     source: str
     start: int
     end: int
+    data: Sequence[memoryview] | None = None
 
 
 class SinkFatal(Exception):
