@@ -224,9 +224,11 @@ class TupleFilter:
         """0 to keep the event; 1 not included; 2 + k dropped by exclude rule k."""
         if self.include and not any(r.matches(e) for r in self.include):
             return 1
-        for k, r in enumerate(self.exclude):
+        why = 2
+        for r in self.exclude:
             if r.matches(e):
-                return 2 + k
+                return why
+            why += 1
         return 0
 
     def label(self, index: int) -> str:
@@ -249,13 +251,14 @@ class TupleFilter:
             return compiled.apply(events)
         dropped: Counter[str] = Counter()
         kept: list[FlowEvent] = []
-        reason = self.reason
+        reason_index = self.reason_index
+        labels = ["", NOT_INCLUDED, *(r.label for r in self.exclude)]
         for e in events:
-            why = reason(e)
-            if why is None:
-                kept.append(e)
+            why = reason_index(e)
+            if why:
+                dropped[labels[why]] += 1
             else:
-                dropped[why] += 1
+                kept.append(e)
         if not dropped:
             return events, dropped  # everything kept: the caller's sequence
         return kept, dropped
