@@ -42,7 +42,7 @@ from forwarder.reduce.aggregate import (
     WindowAggregator,
     record_time_ms,
 )
-from forwarder.reduce.config import REQUIRED_KEY
+from forwarder.reduce.config import key_problem
 from forwarder.reduce.filters import compile_filter
 from forwarder.samples.generator import HEAD, TAIL, BlobSpec, blob_bytes
 from tests.support.core_paths import event_values, needs_core, reference_only
@@ -88,15 +88,6 @@ FILTERS: dict[str, dict[str, Any]] = {
         "include": [{}],
         "exclude": [{"name": "nothing", "mac": "FF-FF-FF-FF-FF-FF"}],
     },
-}
-# Aggregates are formatted where their format's schema takes them: CEF and OCSF summaries of a key without
-# both addresses, the direction (and for OCSF the protocol) fail their schemas today (CEF needs src and dst,
-# OCSF's connection_info a direction and a protocol). A gap of those formats, the same both ways, left out of
-# the lines compared here.
-SUMMARY_NEEDS = {
-    **REQUIRED_KEY,
-    "cef": ("src_ip", "dst_ip", "direction"),
-    "ocsf": ("src_ip", "dst_ip", "protocol", "direction"),
 }
 KEYS = [
     DEFAULT_KEY,
@@ -204,7 +195,7 @@ def reduce_input(data: bytes, source: str, formats: Sequence[str], chunk: int) -
         out.aggregates[label] = [aggregate_values(a) for a in aggs]
         out.aggregate_lines[label] = {}
         for fmt_name in (*formats, "asim") if formats else ():
-            if all(k in key for k in SUMMARY_NEEDS.get(fmt_name, ())):
+            if key_problem(fmt_name, key) is None:
                 out.aggregate_lines[label][fmt_name] = format_aggregates(fmt_name, aggs)
     return out
 

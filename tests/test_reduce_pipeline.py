@@ -5,6 +5,7 @@ windows that replay them into the same aggregates with the same ids."""
 from __future__ import annotations
 
 import io
+import json
 import random
 import subprocess
 import sys
@@ -366,3 +367,23 @@ def test_asim_rows_of_aggregates_are_flows_with_their_count(tmp_path: Path) -> N
     assert sum(r["EventCount"] for r in rows) == len(t.events)
     assert {r["EventType"] for r in rows if r["EventCount"] > 1} == {"Flow"}
     assert all(r["EventStartTime"] <= r["EventEndTime"] for r in rows)
+
+
+def test_aggregates_of_extreme_counters_and_times_are_written_within_their_types(tmp_path: Path) -> None:
+    """Counters near 10^18 summed over many tuples, and flow times decades apart, must not stop a blob: every
+    format writes the aggregate, with sums capped where its 64-bit integers end."""
+    big = "999999999999999999"
+    tuples = [f"{ts},10.0.0.4,13.67.143.118,44931,443,T,O,A,C,{big},{big},{big},{big}" for ts in (1, 99999999999)] * 20
+    group = {"rule": "R", "flows": [{"mac": "000D3AF87856", "flowTuples": tuples}]}
+    record = {
+        "time": "2026-11-25T10:00:35.0000000Z", "macAddress": "000D3AF87856",
+        "resourceId": "/SUBSCRIPTIONS/S/RESOURCEGROUPS/RG/PROVIDERS/MICROSOFT.NETWORK/NETWORKSECURITYGROUPS/NSG",
+        "properties": {"Version": 2, "flows": [group]},
+    }  # fmt: skip
+    path = tmp_path / "PT1H.json"
+    path.write_text('{"records":[' + json.dumps(record) + "]}")
+    for fmt in ("ecs", "cef", "ocsf", "asim"):
+        done = convert(str(path), "--format", fmt, "--aggregate", "10m")
+        assert done.returncode == 0, done.stderr.decode()
+        (doc,) = validate_lines(fmt, done.stdout.decode().splitlines())
+        assert doc  # one aggregate: one key, one window

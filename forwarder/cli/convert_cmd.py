@@ -25,7 +25,7 @@ from forwarder.reduce.aggregate import (
     parse_window,
     record_time_ms,
 )
-from forwarder.reduce.config import REQUIRED_KEY, Reduction, address_lists, build_filter
+from forwarder.reduce.config import Reduction, address_lists, build_filter, key_problem
 
 
 def register(sub: Any) -> None:
@@ -171,9 +171,9 @@ def _reduction(args: argparse.Namespace) -> Reduction:
             if bad or not key:
                 raise ValueError(f"--key: {bad[0] if bad else args.key} is not one of {', '.join(KEY_FIELDS)}")
         spec = AggregateSpec(parse_window(args.aggregate, "--aggregate"), tuple(k for k in KEY_FIELDS if k in key))
-        missing = [k for k in REQUIRED_KEY.get(args.format, ()) if k not in spec.key]
-        if missing:
-            raise ValueError(f"--key: format {args.format} needs {', '.join(missing)} in the key")
+        problem = key_problem(args.format, spec.key)
+        if problem:
+            raise ValueError(f"--key: {problem}")
     elif args.key:
         raise ValueError("--key goes with --aggregate")
     return Reduction(flt, spec)

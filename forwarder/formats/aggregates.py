@@ -21,6 +21,7 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from contextlib import suppress
+from dataclasses import replace
 from typing import Any
 
 import orjson
@@ -31,6 +32,30 @@ from forwarder.formats.common import PRODUCTS, VENDOR, colon_mac
 from forwarder.reduce.aggregate import Aggregate
 
 _ICMP = frozenset({1, 58})
+# Every format types counters as 64-bit integers: sums of damaged or hostile input could pass that, and a
+# document orjson cannot write would stop the blob. Each counter is capped so that two still add up within it.
+_LONG_MAX = 2**63 - 1
+_COUNTER_MAX = _LONG_MAX // 2
+_INT_MAX = 2**31 - 1  # ASIM's EventCount is an int
+
+
+def _capped(a: Aggregate) -> Aggregate:
+    """The aggregate with every counter within what the formats can carry (the same object when they are)."""
+    values = (a.flows, a.started, a.continuing, a.ended, a.denied, a.packets_s2d, a.bytes_s2d, a.packets_d2s,
+              a.bytes_d2s)  # fmt: skip
+    if all(v is None or v <= _COUNTER_MAX for v in values):
+        return a
+
+    def cap(v: int | None) -> int | None:
+        return None if v is None else min(v, _COUNTER_MAX)
+
+    return replace(
+        a,
+        flows=min(a.flows, _COUNTER_MAX), started=min(a.started, _COUNTER_MAX),
+        continuing=min(a.continuing, _COUNTER_MAX), ended=min(a.ended, _COUNTER_MAX),
+        denied=min(a.denied, _COUNTER_MAX), packets_s2d=cap(a.packets_s2d), bytes_s2d=cap(a.bytes_s2d),
+        packets_d2s=cap(a.packets_d2s), bytes_d2s=cap(a.bytes_d2s),
+    )  # fmt: skip
 
 
 def _icmp(a: Aggregate) -> bool:
@@ -61,6 +86,7 @@ _ECS_DATASETS = {"nsg": "azure.nsg_flow_summary", "vnet": "azure.vnet_flow_summa
 
 
 def ecs_document(a: Aggregate) -> dict[str, Any]:
+    a = _capped(a)
     ctx = a.ctx
     types = ["connection"]
     if a.decision is not None:
@@ -74,7 +100,7 @@ def ecs_document(a: Aggregate) -> dict[str, Any]:
             "id": a.event_id,
             "start": ecs.iso_timestamp(a.first_ms),
             "end": ecs.iso_timestamp(a.last_ms),
-            "duration": (a.last_ms - a.first_ms) * 1_000_000,
+            "duration": min((a.last_ms - a.first_ms) * 1_000_000, _LONG_MAX),
         }
     )
     source: dict[str, Any] = {}
@@ -142,6 +168,7 @@ def _ecs_lines(aggs: Sequence[Aggregate]) -> list[str]:
 
 
 def cef_line(a: Aggregate) -> str:
+    a = _capped(a)
     ctx = a.ctx
     product = cef.escape_header(PRODUCTS.get(ctx.kind, f"Azure {ctx.kind} Flow Logs"))
     allowed = a.decision is not False
@@ -197,6 +224,7 @@ def cef_line(a: Aggregate) -> str:
 
 
 def ocsf_document(a: Aggregate) -> dict[str, Any]:
+    a = _capped(a)
     ctx = a.ctx
     allowed = a.decision is not False
     activity = ocsf.activity_id(allowed, "")
@@ -252,8 +280,9 @@ def ocsf_document(a: Aggregate) -> dict[str, Any]:
         obs_id, obs = ocsf.OBSERVATION_POINTS[a.inbound]
         doc["observation_point_id"], doc["observation_point"] = obs_id, obs
         connection["direction_id"], connection["direction"] = ocsf.DIRECTIONS[a.inbound]
-    else:
+    else:  # the key leaves the direction out: OCSF requires one, and Unknown is what there is
         doc["observation_point_id"], doc["observation_point"] = 0, "Unknown"
+        connection["direction_id"], connection["direction"] = 0, "Unknown"
     if a.protocol is not None:
         connection["protocol_num"] = a.protocol
         name = ocsf.PROTOCOL_NAMES.get(a.protocol)
@@ -312,6 +341,7 @@ def _ocsf_lines(aggs: Sequence[Aggregate]) -> list[str]:
 
 
 def asim_document(a: Aggregate) -> dict[str, Any]:
+    a = _capped(a)
     if a.src_ip is None or a.dst_ip is None or a.dst_port is None or a.protocol is None or a.inbound is None:
         raise ValueError("ASIM rows need the source and destination address, destination port, protocol and direction")
     return asim.row_document(
@@ -330,7 +360,7 @@ def asim_document(a: Aggregate) -> dict[str, Any]:
         bytes_s2d=a.bytes_s2d,
         packets_d2s=a.packets_d2s,
         bytes_d2s=a.bytes_d2s,
-        count=a.flows,
+        count=min(a.flows, _INT_MAX),
     )
 
 
@@ -344,8 +374,6 @@ _FORMATS: dict[str, Callable[[Sequence[Aggregate]], list[str]]] = {
     "ocsf": _ocsf_lines,
     "asim": _asim_lines,
 }
-# The key fields each format needs: ASIM rows must name both ends, the port and the protocol.
-REQUIRED_KEY = {"asim": ("src_ip", "dst_ip", "dst_port", "protocol", "direction")}
 
 
 def format_aggregates(fmt: str, aggs: Sequence[Aggregate]) -> list[str]:

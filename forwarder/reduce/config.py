@@ -11,8 +11,23 @@ from forwarder.reduce.aggregate import AggregateConfigError, AggregateSpec, pars
 from forwarder.reduce.filters import FilterConfigError, TupleFilter, compile_filter
 
 SINK_KEYS = ("filter", "aggregate")  # keys every sink table has, handled here rather than by the sink
-# The key fields a format needs in every aggregate: ASIM rows name both ends, the port and the protocol.
-REQUIRED_KEY = {"asim": ("src_ip", "dst_ip", "dst_port", "protocol", "direction")}
+# What a format's aggregates must carry: ASIM rows name both ends, the port, the protocol and the direction;
+# OCSF's connection_info needs the protocol and an address to tell the IP version.
+_ASIM_KEY = ("src_ip", "dst_ip", "dst_port", "protocol", "direction")
+
+
+def key_problem(fmt: str, key: Sequence[str]) -> str | None:
+    """Why ``fmt`` cannot render aggregates of ``key``, or None."""
+    if fmt == "asim":
+        missing = [k for k in _ASIM_KEY if k not in key]
+        if missing:
+            return (
+                f"format asim needs {', '.join(missing)} in the key (every ASIM row names both ends, the destination "
+                "port, the protocol and the direction)"
+            )
+    if fmt == "ocsf" and ("protocol" not in key or not {"src_ip", "dst_ip"} & set(key)):
+        return "format ocsf needs protocol and src_ip or dst_ip in the key (OCSF names the protocol and its IP version)"
+    return None
 
 
 class ReductionConfigError(ValueError):
@@ -67,13 +82,9 @@ def reductions(cfg: Mapping[str, Any]) -> list[Reduction]:
                 agg = parse_spec(sink["aggregate"], f"sink[{i}].aggregate")
             except AggregateConfigError as exc:
                 raise ReductionConfigError(str(exc)) from None
-            fmt = sink.get("format", "ecs")
-            missing = [k for k in REQUIRED_KEY.get(fmt, ()) if k not in agg.key]
-            if missing:
-                raise ReductionConfigError(
-                    f"sink[{i}].aggregate.key: format {fmt} needs {', '.join(missing)} in the key "
-                    f"(every {fmt} row names both ends, the destination port, the protocol and the direction)"
-                )
+            problem = key_problem(sink.get("format", "asim" if sink.get("type") == "azure_monitor" else "ecs"), agg.key)
+            if problem:
+                raise ReductionConfigError(f"sink[{i}].aggregate.key: {problem}")
         out.append(Reduction(flt, agg, json.dumps(spec, sort_keys=True) if flt else ""))
     return out
 

@@ -20,6 +20,7 @@ from forwarder.flowlog.core import core
 from forwarder.flowlog.issues import IssueLog, ParseIssue
 from forwarder.flowlog.model import FlowEvent
 from forwarder.flowlog.stream import FileConverter, NotAFlowLog
+from forwarder.formats import FORMATS as ALL_FORMATS
 from forwarder.formats import formatter
 
 needs_core = pytest.mark.skipif(core is None, reason="the compiled core is not built (or NSG_FORWARDER_PURE_PYTHON=1)")
@@ -53,7 +54,7 @@ def event_values(e: FlowEvent) -> tuple[object, ...]:
     return (astuple(e.ctx), *e[1:])
 
 
-def convert(data: bytes, source: str, formats: Sequence[str] = ("ecs", "cef", "ocsf"), chunk: int = 1 << 20) -> Outcome:
+def convert(data: bytes, source: str, formats: Sequence[str] = ALL_FORMATS, chunk: int = 1 << 20) -> Outcome:
     issues = IssueLog(log_first=1 << 30)  # every issue kept for comparison (and logged: keep the logger quiet)
     logging.getLogger("forwarder.parse").setLevel(logging.ERROR)
     fmts = {name: formatter(name) for name in formats}
