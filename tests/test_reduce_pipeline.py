@@ -24,6 +24,7 @@ from forwarder.flowlog.stream import FileConverter
 from forwarder.reduce.aggregate import record_time_ms
 from forwarder.samples.generator import BlobSpec
 from tests.support.events import parse_line, validate_lines
+from tests.support.http_receivers import ElasticsearchReceiver, HecReceiver
 from tests.support.local_writer import LocalWriter
 from tests.support.process import kill9, start_forwarder
 
@@ -367,6 +368,16 @@ def test_asim_rows_of_aggregates_are_flows_with_their_count(tmp_path: Path) -> N
     assert sum(r["EventCount"] for r in rows) == len(t.events)
     assert {r["EventType"] for r in rows if r["EventCount"] > 1} == {"Flow"}
     assert all(r["EventStartTime"] <= r["EventEndTime"] for r in rows)
+    summaries = [r["AdditionalFields"]["Summary"] for r in rows]
+    assert all(s["flows"] == r["EventCount"] for s, r in zip(summaries, rows, strict=True))
+    assert all(
+        s["window_start"] <= r["EventStartTime"] <= r["EventEndTime"] < s["window_end"]
+        for s, r in zip(summaries, rows, strict=True)
+    )
+    states = Counter(e.state for e in t.events)
+    assert sum(s["started"] for s in summaries) == states["B"]
+    assert sum(s["ended"] for s in summaries) == states["E"]
+    assert sum(s["denied"] for s in summaries) == sum(1 for e in t.events if not e.allowed)
 
 
 def test_aggregates_of_extreme_counters_and_times_are_written_within_their_types(tmp_path: Path) -> None:
@@ -387,3 +398,72 @@ def test_aggregates_of_extreme_counters_and_times_are_written_within_their_types
         assert done.returncode == 0, done.stderr.decode()
         (doc,) = validate_lines(fmt, done.stdout.decode().splitlines())
         assert doc  # one aggregate: one key, one window
+
+
+def test_aggregates_go_to_their_own_elasticsearch_streams_and_splunk_sourcetype(tmp_path: Path) -> None:
+    """Counted next to single flows an aggregate would pass for one flow: by default an aggregating Elasticsearch
+    sink writes to the *_flow_summary streams (NSG and VNet apart) and an aggregating HEC sink uses the
+    azure:nsg:flow:summary sourcetype, while the same sinks without aggregate keep the flows' names."""
+    root = tmp_path / "flowlogs"
+    writers = nics(root)
+    for _ in range(12):
+        for w in writers:
+            w.append_minute()
+    with ElasticsearchReceiver() as es, HecReceiver() as hec:
+        path = tmp_path / "forwarder.toml"
+        path.write_text(f"""
+[source]
+type = "directory"
+path = "{root}"
+
+[checkpoint]
+path = "{tmp_path / "state" / "checkpoints.json"}"
+
+[[sink]]
+type = "elasticsearch"
+url = "{es.url}"
+aggregate = {{ window = "10m" }}
+
+[[sink]]
+type = "elasticsearch"
+url = "{es.url}"
+
+[[sink]]
+type = "splunk_hec"
+url = "{hec.url}"
+token = "{hec.token}"
+aggregate = {{ window = "10m" }}
+
+[[sink]]
+type = "splunk_hec"
+url = "{hec.url}"
+token = "{hec.token}"
+format = "cef"
+aggregate = {{ window = "5m" }}
+""")
+        proc = start_forwarder(path, "--once")
+        _, err = proc.communicate(timeout=120)
+        assert proc.returncode == 0, err.decode()
+        t = truth(writers)
+        nsg = list(es.docs("logs-azure.nsg_flow_summary-default").values())
+        vnet = list(es.docs("logs-azure.vnet_flow_summary-default").values())
+        assert {d["event"]["dataset"] for d in nsg} == {"azure.nsg_flow_summary"}
+        assert {d["event"]["dataset"] for d in vnet} == {"azure.vnet_flow_summary"}
+        validate_lines("ecs", [json.dumps(d) for d in nsg + vnet])
+        check_sums(nsg + vnet, "ecs", t, TA_KEY)
+        flows = len(es.docs("logs-azure.nsg_flow-default")) + len(es.docs("logs-azure.vnet_flow-default"))
+        assert flows == len(t.events)
+        assert set(es.streams) == {
+            "logs-azure.nsg_flow_summary-default",
+            "logs-azure.vnet_flow_summary-default",
+            "logs-azure.nsg_flow-default",
+            "logs-azure.vnet_flow-default",
+        }
+        by_type: dict[str, list[Any]] = defaultdict(list)
+        for envelope in hec.events:
+            by_type[envelope["sourcetype"]].append(envelope["event"])
+        assert set(by_type) == {"azure:nsg:flow:summary", "azure:nsg:flow:summary:cef"}
+        validate_lines("ecs", [json.dumps(e) for e in by_type["azure:nsg:flow:summary"]])
+        assert len(by_type["azure:nsg:flow:summary"]) == len(nsg) + len(vnet)
+        cef = validate_lines("cef", by_type["azure:nsg:flow:summary:cef"])
+        assert sum(int(d["extension"]["cnt"]) for d in cef) == len(t.events)

@@ -67,6 +67,9 @@ def resume_hour(store: CheckpointStore) -> datetime | None:
     return max(hours_all) if hours_all else None
 
 
+NAMES_BY_CONTENT = frozenset({"elasticsearch", "splunk_hec"})
+
+
 def sink_names(cfg: Mapping[str, Any]) -> list[str]:
     return [s.get("name") or f"{s['type']}[{i}]" for i, s in enumerate(cfg["sink"])]
 
@@ -75,7 +78,9 @@ def build_sinks(cfg: Mapping[str, Any], dead_letter: DeadLetter, retry: RetryPol
     sinks = []
     for name, sink_cfg in zip(sink_names(cfg), cfg["sink"], strict=True):
         module = import_module(SINK_MODULES[sink_cfg["type"]])
-        sinks.append(module.from_config(sink_table(sink_cfg), name, dead_letter, retry))
+        # Sinks whose defaults name what they store (data stream, sourcetype) are told they store aggregates.
+        extra = {"aggregated": True} if "aggregate" in sink_cfg and sink_cfg["type"] in NAMES_BY_CONTENT else {}
+        sinks.append(module.from_config(sink_table(sink_cfg), name, dead_letter, retry, **extra))
     return sinks
 
 

@@ -13,7 +13,8 @@ itself is in the Azure context. Counters are sums of the C and E tuples' deltas.
   ``flexNumber1``, ended in ``flexNumber2``, denied in ``cn3``.
 - OCSF: Network Activity, Traffic (6) or Refuse (5) for denied flows, ``count``, ``start_time`` /
   ``end_time``; the counts in ``unmapped``.
-- ASIM: ``EventType: Flow``, ``EventCount``, ``EventStartTime`` / ``EventEndTime``.
+- ASIM: ``EventType: Flow``, ``EventCount``, ``EventStartTime`` / ``EventEndTime``; the window and the counts
+  under ``AdditionalFields.Summary``.
 """
 
 from __future__ import annotations
@@ -344,7 +345,7 @@ def asim_document(a: Aggregate) -> dict[str, Any]:
     a = _capped(a)
     if a.src_ip is None or a.dst_ip is None or a.dst_port is None or a.protocol is None or a.inbound is None:
         raise ValueError("ASIM rows need the source and destination address, destination port, protocol and direction")
-    return asim.row_document(
+    doc = asim.row_document(
         a.ctx,
         uid=a.event_id,
         start_ms=a.first_ms,
@@ -362,6 +363,8 @@ def asim_document(a: Aggregate) -> dict[str, Any]:
         bytes_d2s=a.bytes_d2s,
         count=min(a.flows, _INT_MAX),
     )
+    doc["AdditionalFields"]["Summary"] = _summary(a)
+    return doc
 
 
 def _asim_lines(aggs: Sequence[Aggregate]) -> list[str]:

@@ -46,6 +46,13 @@ DEFAULT_DATA_STREAM = {"ecs": "logs-azure.nsg_flow-default", "ocsf": "logs-azure
 # Without a configured data_stream, VNet flow events go to their own dataset's stream (event.dataset
 # is azure.vnet_flow), so that NSG and VNet flows are not mixed under one dataset name.
 DEFAULT_VNET_DATA_STREAM = {"ecs": "logs-azure.vnet_flow-default", "ocsf": "logs-azure.vnet_flow_ocsf-default"}
+# Aggregates (event.dataset azure.nsg_flow_summary) get streams of their own: counted next to single flows
+# they would inflate every flow count in Kibana.
+SUMMARY_DATA_STREAM = {"ecs": "logs-azure.nsg_flow_summary-default", "ocsf": "logs-azure.nsg_flow_summary_ocsf-default"}
+SUMMARY_VNET_DATA_STREAM = {
+    "ecs": "logs-azure.vnet_flow_summary-default",
+    "ocsf": "logs-azure.vnet_flow_summary_ocsf-default",
+}
 # Only what the sink reads: a 5000-item response shrinks from ~1 MB to ~100 kB.
 _FILTER = "filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason"
 _INVALID_NAME = ("invalid_index_name_exception", "illegal_argument_exception")
@@ -266,7 +273,10 @@ def _authorization(cfg: Mapping[str, Any], name: str) -> tuple[str | None, list[
     return None, []
 
 
-def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retry: RetryPolicy) -> Sink:
+def from_config(
+    cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retry: RetryPolicy, *, aggregated: bool = False
+) -> Sink:
+    """``aggregated``: the sink is sent aggregates (its table has ``aggregate``), whose default streams differ."""
     check_keys(cfg, KEYS, name)
     fmt = get_str(cfg, "format", name, "ecs") or "ecs"
     if fmt == "cef":
@@ -279,7 +289,9 @@ def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retr
     if settings.base_path.endswith("/_bulk"):
         raise SinkConfigError(f"sink {name}: url is the Elasticsearch address, without /_bulk")
     configured = get_str(cfg, "data_stream", name)
-    data_stream = configured or DEFAULT_DATA_STREAM[fmt]
+    nsg_streams = SUMMARY_DATA_STREAM if aggregated else DEFAULT_DATA_STREAM
+    vnet_streams = SUMMARY_VNET_DATA_STREAM if aggregated else DEFAULT_VNET_DATA_STREAM
+    data_stream = configured or nsg_streams[fmt]
     if data_stream != data_stream.lower() or any(c in data_stream for c in ' "*\\<|,>/?#:') or data_stream[0] in "-_+.":
         raise SinkConfigError(
             f"sink {name}: data_stream {data_stream!r} is not a valid Elasticsearch index name "
@@ -291,7 +303,7 @@ def from_config(cfg: Mapping[str, Any], name: str, dead_letter: DeadLetter, retr
         fmt,
         settings,
         data_stream=data_stream,
-        vnet_data_stream=None if configured else DEFAULT_VNET_DATA_STREAM[fmt],
+        vnet_data_stream=None if configured else vnet_streams[fmt],
         pipeline=get_str(cfg, "pipeline", name),
         authorization=authorization,
         secrets=secrets,
