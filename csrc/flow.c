@@ -146,6 +146,8 @@ int nf_parse_tuple(const char *s, size_t n, int layout, nf_tuple *t) {
     if (vnet) {
         int64_t proto = digits(f[5], len[5], 18);
         if (proto < 0 || proto > 255) return 0;
+        /* ICMP's "ports" are its type and code: above 255 the reference reports the tuple. */
+        if ((proto == 1 || proto == 58) && (sport > 255 || dport > 255)) return 0;
         t->proto = (uint8_t)proto;
         char state = f[7][0];
         if (len[7] != 1 || (state != 'B' && state != 'C' && state != 'E' && state != 'D')) return 0;

@@ -173,6 +173,7 @@ def test_every_spelling_of_every_field_is_judged_and_read_alike(kind: str, versi
     assert compiled.issues, "the mutations must include tuples the reference rejects"
     assert len(compiled.events) > len(records) * per_record // 50, "and tuples it accepts"
     assert_same(compiled, reference)
+    _valid(compiled.lines)  # what either accepts is a valid event in every format
 
 
 def test_tuples_with_non_ascii_text_in_a_big_record_take_the_list_path() -> None:

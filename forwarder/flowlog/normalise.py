@@ -296,10 +296,6 @@ def _array(value: Any, where: str, problems: list[str] | None = None) -> list[An
 _BadTuples = list[tuple[int, Any]]
 
 
-def _ip_ok(addr: str) -> bool:
-    return ip_version(addr) != 0
-
-
 def _nsg_group(ctx: FlowContext, index: int, tuples: Iterable[Any], out: list[FlowEvent], v2: bool) -> _BadTuples:
     bad: _BadTuples = []
     prefix = ctx.id_prefix + "-"
@@ -320,9 +316,10 @@ def _nsg_group(ctx: FlowContext, index: int, tuples: Iterable[Any], out: list[Fl
                 state = p1 = b1 = p2 = b2 = ""
             sp = int(sport)
             dp = int(dport)
+            family = ipc.get(src) or ip_version(src)
             if (
-                not (ipc.get(src) or _ip_ok(src))
-                or not (ipc.get(dst) or _ip_ok(dst))
+                not family
+                or family != (ipc.get(dst) or ip_version(dst))
                 or not 0 <= sp <= 65535
                 or not 0 <= dp <= 65535
                 or direction not in ("I", "O")
@@ -387,12 +384,15 @@ def _vnet_v4(ctx: FlowContext, index: int, tuples: Iterable[Any], out: list[Flow
             sp = int(sport)
             dp = int(dport)
             pr = int(proto)
+            family = ipc.get(src) or ip_version(src)
             if (
-                not (ipc.get(src) or _ip_ok(src))
-                or not (ipc.get(dst) or _ip_ok(dst))
+                not family
+                or family != (ipc.get(dst) or ip_version(dst))
                 or not 0 <= sp <= 65535
                 or not 0 <= dp <= 65535
                 or not 0 <= pr <= 255
+                # For ICMP the "ports" are the type and code, one byte each.
+                or ((pr == 1 or pr == 58) and (sp > 255 or dp > 255))
                 or direction not in ("I", "O")
                 or state not in states
                 or not ts.isdigit()
@@ -512,6 +512,11 @@ def explain_tuple(kind: str, version: int, raw: Any) -> str:
     for key in ("src", "dst"):
         if not ip_version(f[key]):
             return f"bad {key} address {f[key]!r}"
+    if ip_version(f["src"]) != ip_version(f["dst"]):
+        return (
+            f"src {f['src']!r} is IPv{ip_version(f['src'])} and dst {f['dst']!r} IPv{ip_version(f['dst'])}: "
+            "one flow has one IP version"
+        )
     for key in ("sport", "dport"):
         if not f[key].isdigit() or int(f[key]) > 65535:
             return f"bad {key} {f[key]!r} (expected 0-65535)"
@@ -519,6 +524,8 @@ def explain_tuple(kind: str, version: int, raw: Any) -> str:
         return f"bad protocol {f['proto']!r} (expected T or U)"
     if kind == "vnet" and (not f["proto"].isdigit() or int(f["proto"]) > 255):
         return f"bad protocol number {f['proto']!r}"
+    if kind == "vnet" and int(f["proto"]) in (1, 58) and max(int(f["sport"]), int(f["dport"])) > 255:
+        return f"bad ICMP type {f['sport']!r} or code {f['dport']!r} (expected 0-255: ICMP tuples log them as ports)"
     if f["direction"] not in ("I", "O"):
         return f"bad direction {f['direction']!r} (expected I or O)"
     if "decision" in f and f["decision"] not in ("A", "D"):
