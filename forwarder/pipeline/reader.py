@@ -25,7 +25,7 @@ from forwarder.sources.base import BlobRef, BlobSource
 
 log = logging.getLogger("forwarder.reader")
 
-FP = 16  # bytes before the offset kept as a fingerprint of what was already delivered
+FP = 80  # bytes before the offset kept as a fingerprint of what was delivered: the last tuple whole, time included
 FIRST = 40  # '{"time":"2026-11-25T10:00:35.3899262Z"': the first record's exact time identifies the blob
 _PROBE = 256  # enough to hold any head or tail seen in the wild
 VERIFY_START_EVERY = 600.0  # seconds between checks of a blob's first record, where a check costs a request
