@@ -31,7 +31,7 @@ typedef struct EventsObject {
     group_t *groups;
     size_t ngroups, groups_cap;
     variant_t *variants;
-    size_t nvariants;
+    size_t nvariants, variants_cap;
     PyObject **py; /* the reference's FlowEvent of each python row (NULL elsewhere); allocated when needed */
     size_t py_cap;
     int frozen, busy;

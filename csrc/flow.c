@@ -212,7 +212,9 @@ int nf_cols_reserve(nf_cols *c, size_t rows) {
     if (rows > SIZE_MAX / 2 - c->n) return -1;
     size_t need = c->n + rows;
     if (need > c->cap) {
-        size_t cap = c->cap ? c->cap : 64;
+        /* The first reservation is the group's own size: thousands of blobs in flight may each hold a batch of a
+         * few tuples, and room for 64 rows in every one of them adds up. */
+        size_t cap = c->cap ? c->cap : need;
         while (cap < need) cap *= 2;
 #define GROW(name, _) \
     if (grow((void **)&c->name, sizeof(*c->name), cap)) return -1;
@@ -223,7 +225,7 @@ int nf_cols_reserve(nf_cols *c, size_t rows) {
     /* Two addresses of at most 39 characters per row. */
     size_t text_need = c->text_len + rows * 80;
     if (text_need > c->text_cap) {
-        size_t cap = c->text_cap ? c->text_cap : 4096;
+        size_t cap = c->text_cap ? c->text_cap : text_need;
         while (cap < text_need) cap *= 2;
         if (grow((void **)&c->text, 1, cap)) return -1;
         c->text_cap = cap;

@@ -117,9 +117,15 @@ static int variant_of(EventsObject *self, char state, const char *enc, size_t en
         if (v->state == state && v->enc_len == enc_len && memcmp(v->enc, enc, enc_len) == 0) return (int)i;
     }
     if (self->nvariants >= MAX_VARIANTS) return -1;
-    if (self->variants == NULL) {
-        self->variants = calloc(MAX_VARIANTS, sizeof(variant_t));
-        if (self->variants == NULL) return -1;
+    if (self->nvariants == self->variants_cap) {
+        /* Grown as needed: a batch has a handful of (state, encryption) pairs, and the batch of one small blob
+         * must not hold room for the most any batch may have (40 KB, times every blob in flight). */
+        size_t cap = self->variants_cap ? 2 * self->variants_cap : 8;
+        variant_t *grown = realloc(self->variants, cap * sizeof(variant_t));
+        if (grown == NULL) return -1;
+        memset(grown + self->variants_cap, 0, (cap - self->variants_cap) * sizeof(variant_t));
+        self->variants = grown;
+        self->variants_cap = cap;
     }
     variant_t *v = &self->variants[self->nvariants];
     v->enc = malloc(enc_len + 1);
@@ -789,8 +795,9 @@ PyObject *events_select(EventsObject *view, const uint32_t *keep, size_t kept) {
     if (kept == 0) goto done;
     if (nf_cols_reserve(&out->cols, kept)) goto nomem;
     if (s->nvariants) {
-        out->variants = calloc(MAX_VARIANTS, sizeof(variant_t));
+        out->variants = calloc(s->nvariants, sizeof(variant_t));
         if (out->variants == NULL) goto nomem;
+        out->variants_cap = s->nvariants;
         for (size_t v = 0; v < s->nvariants; v++) {
             const variant_t *from = &s->variants[v];
             variant_t *to = &out->variants[v];
