@@ -52,6 +52,7 @@ from contextlib import suppress
 from typing import Any
 
 from forwarder.flowlog.community_id import community_id
+from forwarder.flowlog.core import CoreEvents, core
 from forwarder.flowlog.model import FlowContext, FlowEvent
 from forwarder.formats.common import (
     CACHE_MAX,
@@ -305,12 +306,22 @@ class AsimFormatter(TupleCachingFormatter[_Pieces, tuple[str, str]]):
 
     name = "asim"
     content_type = "application/json"
+    core_format = core.ASIM if core is not None else -1
 
     def __init__(self) -> None:
         super().__init__()
         self._times: dict[int, str] = {}
 
+    def _core_group(self, pieces: _Pieces) -> tuple[str, ...]:
+        return (pieces.columns, pieces.nic[0], pieces.nic[1], pieces.extra)
+
+    def _core_variant(self, pieces: _Pieces, state: str, enc: str) -> tuple[str, ...]:
+        head = _HEADS.get(state) or (classification(False, state), classification(True, state))
+        return (head[0], head[1], pieces.tails.get(state + enc) or pieces.tail(state, enc))
+
     def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
+        if type(events) is CoreEvents:
+            return self._render_lines(events)
         out: list[str] = []
         append = out.append
         addr_cache = self._addr_cache(len(events))
@@ -397,6 +408,14 @@ def _network(protocol: int, version: str) -> str:
 
 # NetworkProtocol and NetworkProtocolVersion by IPv6-ness, then protocol number.
 _NETWORK = ([_network(p, "IPv4") for p in range(256)], [_network(p, "IPv6") for p in range(256)])
+# What the compiled core splices per row (csrc/render.c): the network members above, the ICMP type columns up
+# to NetworkIcmpCode's value by protocol (ICMP, IPv6-ICMP) and type, and AdditionalFields.ProtocolNumber.
+AsimFormatter.core_globals = (
+    *_NETWORK[0],
+    *_NETWORK[1],
+    *(f',"NetworkIcmpType":"{icmp_type_name(p, t)}","NetworkIcmpCode":' for p in (1, 58) for t in range(256)),
+    *("" if p in IANA_KEYWORDS else f',"ProtocolNumber":{p}' for p in range(256)),
+)
 
 
 def make_formatter() -> AsimFormatter:
