@@ -41,7 +41,11 @@ is rendered once per distinct context, the addresses, ports, protocol and Commun
 once, when their context is first seen, with ASCII output so that a row's length in characters is
 its length in bytes (the sink's request sizes rely on it). ``row_document`` builds the same row as a
 dict in the same key order: it serves rare shapes, aggregates (issue 11), and the tests hold the two
-to the same bytes.
+to the same bytes. With the compiled core, batches are rendered by csrc/render.c (render_asim) from the
+same pieces: the context's columns and its NIC side per rule group, the classification and the
+FlowState / Encryption tail per (flow state, encryption), the network, ICMP type and ProtocolNumber
+members per protocol (``core_globals``); C splices the times, id, addresses, ports, counters and
+Community ID between them.
 """
 
 from __future__ import annotations
