@@ -623,7 +623,8 @@ static PyObject *render(PyObject *module, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "one python line per python row expected");
         goto done;
     }
-    nf_pieces pc = {g, gs, gv, gvs, nv, gl, prefix, prefix_len, (uint32_t)g0, max_g + max_gv + max_glob * GLOB_PER_ROW[fmt] + max_prefix};
+    size_t max_piece = max_g + max_gv + max_glob * GLOB_PER_ROW[fmt] + max_prefix;
+    nf_pieces pc = {g, gs, gv, gvs, nv, gl, prefix, prefix_len, (uint32_t)g0, max_piece};
     thread_scratch *ts = scratch();
     if (ts == NULL) {
         PyErr_NoMemory();
