@@ -1,7 +1,7 @@
 """The compiled core against a naive converter and against the pure-Python core, in one run.
 
 On a generated NSG v2 PT1H.json (40 MB by default) and a VNet v4 one of the same size:
-`nsg-forwarder convert --format ecs|cef|ocsf` with the compiled core, the same with
+`nsg-forwarder convert --format ecs|cef|ocsf|asim` with the compiled core, the same with
 NSG_FORWARDER_PURE_PYTHON=1, and bench/naive_convert.py (orjson.loads of the whole blob, one dict per
 tuple, orjson.dumps); then `run --once` from a directory source to one ECS file sink, both cores, next
 to the naive converter on the same blob; then peak RSS of `convert` on a 100 MB blob per format.
@@ -9,6 +9,7 @@ to the naive converter on the same blob; then peak RSS of `convert` on a 100 MB 
 Every figure is a whole process, start-up included, writing its output to a file or /dev/null; each is
 the best of --repeat runs (the machine is shared: the best run is the one least disturbed), peak RSS the
 highest. Usage: python bench/bench_core.py [--mb 40] [--repeat 3] [--rss-mb 100] [--compare-with ../main]
+[--formats ecs,cef,ocsf,asim]
 """
 
 from __future__ import annotations
@@ -125,22 +126,27 @@ def main() -> None:
         type=Path,
         help="another checkout (e.g. of main) whose convert runs next to the pure-Python core",
     )
+    ap.add_argument(
+        "--formats", default="ecs,cef,ocsf,asim", help="the formats to convert to (default ecs,cef,ocsf,asim)"
+    )
     args = ap.parse_args()
+    formats = [f for f in args.formats.split(",") if f]
     print(f"python {sys.version.split()[0]}, {os.cpu_count()} cores; core: ", end="", flush=True)
     os.system(f"{PY} -m forwarder --version")
     with tempfile.TemporaryDirectory() as name:
         tmp = Path(name)
         nsg, nsg_tuples = blob(tmp, "nsg", args.mb)
         other = args.compare_with.resolve() if args.compare_with else None
-        convert_rows(nsg, nsg_tuples, "NSG v2", ["ecs", "cef", "ocsf"], ["ecs", "cef", "ocsf"], args.repeat, other)
+        convert_rows(nsg, nsg_tuples, "NSG v2", formats, formats, args.repeat, other)
         vnet, vnet_tuples = blob(tmp, "vnet", args.mb)
-        convert_rows(vnet, vnet_tuples, "VNet v4", ["ecs", "cef", "ocsf"], ["ecs"], args.repeat)
+        pure = [f for f in formats if f in ("ecs", "asim")]
+        convert_rows(vnet, vnet_tuples, "VNet v4", formats, pure, args.repeat)
         if not args.skip_run:
             run_rows(nsg, nsg_tuples, args.repeat, tmp)
         if args.rss_mb:
             big, big_tuples = blob(tmp / "big", "nsg", args.rss_mb)
             header(f"peak RSS, NSG v2 PT1H.json of {big.stat().st_size / 1e6:.0f} MB ({big_tuples:,} tuples)")
-            for fmt in ("ecs", "cef", "ocsf"):
+            for fmt in formats:
                 cmd = [PY, "-m", "forwarder", "convert", str(big), "--format", fmt, "--output", os.devnull]
                 seconds, rss = measure(cmd, 1, COMPILED)
                 row(f"convert --format {fmt} (compiled core)", big_tuples, seconds, rss, None)

@@ -12,7 +12,7 @@
 #include <stdint.h>
 
 enum nf_layout { NF_NSG1 = 0, NF_NSG2 = 1, NF_VNET4 = 2 };
-enum nf_format { NF_ECS = 0, NF_CEF = 1, NF_OCSF = 2 };
+enum nf_format { NF_ECS = 0, NF_CEF = 1, NF_OCSF = 2, NF_ASIM = 3 };
 
 /* One tuple as the parser read it; text pointers point into the caller's buffer. */
 typedef struct {

@@ -541,7 +541,9 @@ static int pieces_of(PyObject *seq, size_t want, nf_str *out, int *ascii, size_t
     return 0;
 }
 
-static const size_t G_STRIDE[] = {5, 2, 3}, GV_STRIDE[] = {3, 2, 3}, GLOB[] = {512, 256, 512};
+static const size_t G_STRIDE[] = {5, 2, 3, 4}, GV_STRIDE[] = {3, 2, 3, 3}, GLOB[] = {512, 256, 512, 1280};
+/* How many global pieces one row can take (ASIM: its network members, its ICMP type, its protocol number). */
+static const size_t GLOB_PER_ROW[] = {1, 1, 1, 3};
 
 /* render(format, events, group_pieces, variant_pieces, global_pieces, python_lines, joined)
  *   -> list of lines (str), or with ``joined`` the lines as UTF-8 bytes, each followed by a newline.
@@ -554,7 +556,7 @@ static PyObject *render(PyObject *module, PyObject *args) {
     if (!PyArg_ParseTuple(args, "iO!O!O!O!O!p", &fmt, &EventsType, &ev, &PyList_Type, &gseq, &PyList_Type, &gvseq,
                           &PyTuple_Type, &glob, &PyList_Type, &pylines, &joined))
         return NULL;
-    if (fmt < NF_ECS || fmt > NF_OCSF) {
+    if (fmt < NF_ECS || fmt > NF_ASIM) {
         PyErr_SetString(PyExc_ValueError, "unknown format");
         return NULL;
     }
@@ -627,7 +629,8 @@ static PyObject *render(PyObject *module, PyObject *args) {
         PyErr_SetString(PyExc_ValueError, "one python line per python row expected");
         goto done;
     }
-    nf_pieces pc = {g, gs, gv, gvs, nv, gl, prefix, prefix_len, (uint32_t)g0, max_g + max_gv + max_glob + max_prefix};
+    size_t max_piece = max_g + max_gv + max_glob * GLOB_PER_ROW[fmt] + max_prefix;
+    nf_pieces pc = {g, gs, gv, gvs, nv, gl, prefix, prefix_len, (uint32_t)g0, max_piece};
     thread_scratch *ts = scratch();
     if (ts == NULL) {
         PyErr_NoMemory();
@@ -944,7 +947,8 @@ PyMODINIT_FUNC PyInit__core(void) {
     if (PyModule_AddObjectRef(m, "Events", (PyObject *)&EventsType) < 0 || nf_add_reduce_types(m) < 0 ||
         PyModule_AddIntConstant(m, "NSG1", NF_NSG1) || PyModule_AddIntConstant(m, "NSG2", NF_NSG2) ||
         PyModule_AddIntConstant(m, "VNET4", NF_VNET4) || PyModule_AddIntConstant(m, "ECS", NF_ECS) ||
-        PyModule_AddIntConstant(m, "CEF", NF_CEF) || PyModule_AddIntConstant(m, "OCSF", NF_OCSF)) {
+        PyModule_AddIntConstant(m, "CEF", NF_CEF) || PyModule_AddIntConstant(m, "OCSF", NF_OCSF) ||
+        PyModule_AddIntConstant(m, "ASIM", NF_ASIM)) {
         Py_DECREF(m);
         return NULL;
     }

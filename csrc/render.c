@@ -1,4 +1,4 @@
-/* Events rendered from columns: the same bytes as the fast paths of forwarder/formats/{ecs,cef,ocsf}.py.
+/* Events rendered from columns: the same bytes as the fast paths of forwarder/formats/{ecs,cef,ocsf,asim}.py.
  *
  * Everything that depends on the rule group, the flow state and the encryption is rendered by the Python
  * formatters (from the same caches their own fast paths use) and handed over as pieces; this code only
@@ -9,6 +9,11 @@
  *         glob: protocol names [0, 256)
  *   OCSF  g: middle_outbound, middle_inbound, mac      gv: tail, head_denied, head_allowed
  *         glob: connection_info protocol members, IPv4 [0, 256) then IPv6 [256, 512)
+ *   ASIM  g: columns (up to EventOriginalUid's value), nic_outbound, nic_inbound, additional_fields_open
+ *         gv: head_denied, head_allowed, tail (FlowState, Encryption and the closing braces)
+ *         glob: NetworkProtocol / NetworkProtocolVersion members, IPv4 [0, 256) then IPv6 [256, 512);
+ *               NetworkIcmpType up to NetworkIcmpCode's value by type, ICMP [512, 768) then IPv6-ICMP
+ *               [768, 1024); AdditionalFields.ProtocolNumber (empty for a protocol with a keyword) [1024, 1280)
  */
 #include <stdlib.h>
 #include <string.h>
@@ -306,6 +311,69 @@ static char *render_ocsf(char *o, const nf_cols *c, size_t r, const nf_pieces *p
     return PUTP(o, gvp[0]);
 }
 
+/* An ASimNetworkSessionLogs row. The parser leaves ICMP types and codes above 255 to the reference, so the
+ * type indexes its table; counters come all four or none (one direction only is a python row). */
+static char *render_asim(char *o, const nf_cols *c, size_t r, const nf_pieces *pc, nf_scratch *sc, uint32_t g,
+                         const nf_str *gp, const nf_str *gvp) {
+    unsigned flags = c->flags[r], proto = c->proto[r];
+    const int64_t *k = c->counters[r];
+    const nf_str *network = &pc->glob[((flags & NF_V6) ? 256 : 0) + proto];
+    char own[NF_CID_LEN];
+    const char *cid = cid_of(c, r, sc, own);
+
+    o = PUTS(o, "{\"TimeGenerated\":\"");
+    char *ts = o; /* one time, written three times (a tuple has no duration) */
+    o = put_iso(o, c->ts_ms[r], sc);
+    size_t ts_len = (size_t)(o - ts);
+    o = PUTS(o, "\",\"EventStartTime\":\"");
+    o = put(o, ts, ts_len);
+    o = PUTS(o, "\",\"EventEndTime\":\"");
+    o = put(o, ts, ts_len);
+    o = PUTS(o, "\",\"EventCount\":1,\"EventType\":\"NetworkSession\"");
+    o = PUTP(o, gvp[(flags & NF_ALLOWED) ? 1 : 0]);
+    o = PUTP(o, gp[0]);
+    o = put_id(o, pc, g, c->index[r]);
+    o = PUTS(o, "\",\"SrcIpAddr\":\"");
+    o = put(o, c->text + c->src_off[r], c->src_len[r]);
+    if (proto == 1 || proto == 58) {
+        o = PUTS(o, "\",\"DstIpAddr\":\"");
+        o = put(o, c->text + c->dst_off[r], c->dst_len[r]);
+        o = PUTS(o, "\"");
+        o = PUTP(o, *network);
+        o = PUTP(o, pc->glob[(proto == 58 ? 768 : 512) + (c->sport[r] & 255)]);
+        o = put_u64(o, c->dport[r]);
+    } else {
+        o = PUTS(o, "\",\"SrcPortNumber\":");
+        o = put_u64(o, c->sport[r]);
+        o = PUTS(o, ",\"DstIpAddr\":\"");
+        o = put(o, c->text + c->dst_off[r], c->dst_len[r]);
+        o = PUTS(o, "\",\"DstPortNumber\":");
+        o = put_u64(o, c->dport[r]);
+        o = PUTP(o, *network);
+    }
+    o = PUTP(o, gp[(flags & NF_INBOUND) ? 2 : 1]);
+    if (flags & NF_COUNTERS) {
+        o = PUTS(o, ",\"SrcBytes\":");
+        o = put_u64(o, (uint64_t)k[1]);
+        o = PUTS(o, ",\"SrcPackets\":");
+        o = put_u64(o, (uint64_t)k[0]);
+        o = PUTS(o, ",\"DstBytes\":");
+        o = put_u64(o, (uint64_t)k[3]);
+        o = PUTS(o, ",\"DstPackets\":");
+        o = put_u64(o, (uint64_t)k[2]);
+        o = PUTS(o, ",\"NetworkBytes\":");
+        o = put_u64(o, (uint64_t)(k[1] + k[3]));
+        o = PUTS(o, ",\"NetworkPackets\":");
+        o = put_u64(o, (uint64_t)(k[0] + k[2]));
+    }
+    o = PUTP(o, gp[3]);
+    o = PUTP(o, pc->glob[1024 + proto]);
+    o = PUTS(o, ",\"CommunityId\":\"");
+    o = put(o, cid, NF_CID_LEN);
+    o = PUTS(o, "\"");
+    return PUTP(o, gvp[2]);
+}
+
 int nf_render_row(int fmt, const nf_cols *c, size_t r, const nf_pieces *pc, nf_scratch *sc, nf_buf *out) {
     /* NF_ROW_VALUES: the per-tuple values of one row (addresses twice, numbers, ids) and a newline. */
     if (nf_buf_reserve(out, pc->max_piece + NF_ROW_VALUES)) return -1;
@@ -316,7 +384,8 @@ int nf_render_row(int fmt, const nf_cols *c, size_t r, const nf_pieces *pc, nf_s
     switch (fmt) {
     case NF_ECS: end = render_ecs(o, c, r, pc, sc, g, gp, gvp); break;
     case NF_CEF: end = render_cef(o, c, r, pc, sc, g, gp, gvp); break;
-    default: end = render_ocsf(o, c, r, pc, sc, g, gp, gvp); break;
+    case NF_OCSF: end = render_ocsf(o, c, r, pc, sc, g, gp, gvp); break;
+    default: end = render_asim(o, c, r, pc, sc, g, gp, gvp); break;
     }
     out->n += (size_t)(end - o);
     return 0;

@@ -11,6 +11,7 @@ VNET4: int
 ECS: int
 CEF: int
 OCSF: int
+ASIM: int
 
 class Events:
     def __init__(self) -> None: ...

@@ -21,7 +21,7 @@ from forwarder.flowlog.model import FlowEvent
 from forwarder.flowlog.normalise import Normaliser
 from forwarder.flowlog.records import RecordDecoder
 from forwarder.flowlog.stream import FileConverter
-from forwarder.formats import formatter
+from forwarder.formats import FORMATS, formatter
 from forwarder.samples.generator import HEAD, TAIL, BlobSpec, blob_bytes
 from tests.support.core_paths import assert_same, both, needs_core
 from tests.support.events import validate_lines
@@ -29,7 +29,6 @@ from tests.support.formats import GOLDEN, GOLDEN_CASES, check_golden
 from tests.support.fuzz import iter_cases
 
 pytestmark = needs_core
-FORMATS = ("ecs", "cef", "ocsf")
 
 
 def _valid(outcome_lines: dict[str, list[str]]) -> None:
@@ -43,6 +42,7 @@ def test_golden_files_come_out_of_the_compiled_core_byte_for_byte(case: str) -> 
         ("ecs", "ecs", "insights-logs", f"ecs/{case}.ecs.ndjson"),
         ("cef", "cef/input", "golden", f"cef/{case}.cef"),
         ("ocsf", "cef/input", "golden", f"ocsf/{case}.ndjson"),
+        ("asim", "cef/input", "golden", f"asim/{case}.ndjson"),
     ):
         data = (GOLDEN / folder / f"{case}.PT1H.json").read_bytes()
         compiled, reference = both(data, f"goldenaccount/{container}/{case}/PT1H.json", formats=(fmt,))
@@ -267,3 +267,34 @@ def test_a_record_whose_first_rule_group_has_tuples_for_the_reference_and_whose_
     assert [i.reason for i in compiled.issues] == ["bad flow tuple"] and len(compiled.events) == 2 + 3 * 900
     assert_same(compiled, reference)
     _valid(compiled.lines)
+
+
+def test_every_icmp_type_and_protocol_number_gives_the_same_asim_rows_both_ways() -> None:
+    """ASIM rows spell what the protocol number implies: the IANA name of every ICMP / ICMPv6 type (or its number)
+    and the code instead of ports, NetworkProtocol or AdditionalFields.ProtocolNumber; the NIC's MAC and target
+    resource on its side, or neither when the record has none. Every type and number, both directions, both IP
+    versions, with and without counters, through the compiled core and the reference."""
+    tuples: list[object] = []
+    ends = [("10.0.0.4", "13.67.143.118"), ("fd00::4", "2001:db8::7334")]
+    for n in range(256):
+        for proto in ("1", "58"):
+            src, dst = ends[n % 2]
+            counters = ",,," if n % 3 == 0 else f"{n},{n * 60},{n // 2},{n * 7}"
+            tuples.append(f"{1764064800000 + n},{src},{dst},{n},{255 - n},{proto},{'IO'[n % 2]},C,NX,{counters}")
+        src, dst = ends[n // 2 % 2]
+        ports = f"{n},0" if n in (1, 58) else f"{1024 + n},443"  # an ICMP type is at most 255
+        tuples.append(f"{1764064800000 + n},{src},{dst},{ports},{n},{'OI'[n % 2]},{'BCED'[n % 4]},X,1,2,3,4")
+    records = []
+    for minute, drop in enumerate(((), ("macAddress",), ("targetResourceID", "macAddress"))):
+        record = _record("vnet", 4, tuples, minute)
+        for key in drop:
+            del record[key]
+        records.append(json.dumps(record, separators=(",", ":")).encode())
+    compiled, reference = both(HEAD + b",".join(records) + TAIL)
+    assert compiled.issues == [] and len(compiled.lines["asim"]) == 3 * len(tuples)
+    assert_same(compiled, reference)
+    _valid(compiled.lines)
+    rows = [json.loads(line) for line in compiled.lines["asim"]]
+    assert {r["NetworkIcmpType"] for r in rows if r.get("NetworkProtocol") == "IPv6-ICMP"} >= {"Echo Request", "200"}
+    assert sum("ProtocolNumber" in r["AdditionalFields"] for r in rows) == 3 * (256 - 11)
+    assert sum("DstMacAddr" in r for r in rows) == sum("SrcMacAddr" in r for r in rows) == len(tuples) // 2

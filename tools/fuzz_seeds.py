@@ -21,6 +21,7 @@ from tests.test_core_equivalence import _mutated_tuples  # noqa: E402
 
 CORPUS = ROOT / "csrc" / "fuzz" / "corpus"
 LAYOUTS = {("nsg", 1): 0, ("nsg", 2): 1, ("vnet", 4): 2}
+FORMATS = 4  # ECS, CEF, OCSF, ASIM: the harness's format is (first byte / 3) % 4
 
 
 def selector(layout: int, fmt: int) -> bytes:
@@ -38,14 +39,14 @@ def main() -> None:
     rng = random.Random(20261125)
     for path in sorted((ROOT / "tests" / "golden").rglob("*.PT1H.json")):
         layout = 2 if "vnet" in path.name else 0 if "v1" in path.name else 1
-        for fmt in range(3):
+        for fmt in range(FORMATS):
             write(selector(layout, fmt) + path.read_bytes())
     for n, (_, blob) in enumerate(iter_cases(20261125)):
         data = blob.bytes()
         layout = 2 if b"flowRecords" in data else 0 if b'"Version":1' in data else 1
-        write(selector(layout, n % 3) + data[:16384])
+        write(selector(layout, n % FORMATS) + data[:16384])
     for (kind, version), layout in LAYOUTS.items():
-        for fmt in range(3):
+        for fmt in range(FORMATS):
             tuples = [t for t in _mutated_tuples(kind, version, rng, 40) if isinstance(t, str)]
             write(selector(layout, fmt) + "\n".join(tuples).encode())
     print(f"{len(list(CORPUS.iterdir()))} files in {CORPUS.relative_to(ROOT)}")

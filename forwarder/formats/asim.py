@@ -41,7 +41,11 @@ is rendered once per distinct context, the addresses, ports, protocol and Commun
 once, when their context is first seen, with ASCII output so that a row's length in characters is
 its length in bytes (the sink's request sizes rely on it). ``row_document`` builds the same row as a
 dict in the same key order: it serves rare shapes, aggregates (issue 11), and the tests hold the two
-to the same bytes.
+to the same bytes. With the compiled core, batches are rendered by csrc/render.c (render_asim) from the
+same pieces: the context's columns and its NIC side per rule group, the classification and the
+FlowState / Encryption tail per (flow state, encryption), the network, ICMP type and ProtocolNumber
+members per protocol (``core_globals``); C splices the times, id, addresses, ports, counters and
+Community ID between them.
 """
 
 from __future__ import annotations
@@ -52,6 +56,7 @@ from contextlib import suppress
 from typing import Any
 
 from forwarder.flowlog.community_id import community_id
+from forwarder.flowlog.core import CoreEvents, core
 from forwarder.flowlog.model import FlowContext, FlowEvent
 from forwarder.formats.common import (
     CACHE_MAX,
@@ -305,12 +310,22 @@ class AsimFormatter(TupleCachingFormatter[_Pieces, tuple[str, str]]):
 
     name = "asim"
     content_type = "application/json"
+    core_format = core.ASIM if core is not None else -1
 
     def __init__(self) -> None:
         super().__init__()
         self._times: dict[int, str] = {}
 
+    def _core_group(self, pieces: _Pieces) -> tuple[str, ...]:
+        return (pieces.columns, pieces.nic[0], pieces.nic[1], pieces.extra)
+
+    def _core_variant(self, pieces: _Pieces, state: str, enc: str) -> tuple[str, ...]:
+        head = _HEADS.get(state) or (classification(False, state), classification(True, state))
+        return (head[0], head[1], pieces.tails.get(state + enc) or pieces.tail(state, enc))
+
     def format_many(self, events: Sequence[FlowEvent]) -> list[str]:
+        if type(events) is CoreEvents:
+            return self._render_lines(events)
         out: list[str] = []
         append = out.append
         addr_cache = self._addr_cache(len(events))
@@ -397,6 +412,14 @@ def _network(protocol: int, version: str) -> str:
 
 # NetworkProtocol and NetworkProtocolVersion by IPv6-ness, then protocol number.
 _NETWORK = ([_network(p, "IPv4") for p in range(256)], [_network(p, "IPv6") for p in range(256)])
+# What the compiled core splices per row (csrc/render.c): the network members above, the ICMP type columns up
+# to NetworkIcmpCode's value by protocol (ICMP, IPv6-ICMP) and type, and AdditionalFields.ProtocolNumber.
+AsimFormatter.core_globals = (
+    *_NETWORK[0],
+    *_NETWORK[1],
+    *(f',"NetworkIcmpType":"{icmp_type_name(p, t)}","NetworkIcmpCode":' for p in (1, 58) for t in range(256)),
+    *("" if p in IANA_KEYWORDS else f',"ProtocolNumber":{p}' for p in range(256)),
+)
 
 
 def make_formatter() -> AsimFormatter:

@@ -96,7 +96,7 @@ class CachingFormatter(Generic[P]):
 
     def format_joined(self, events: Sequence[FlowEvent]) -> bytes:
         """The lines of ``events`` as UTF-8, each followed by a newline (what a file or a pipe gets)."""
-        if type(events) is CoreEvents and self.core_format >= 0:  # a format the core renders (not ASIM)
+        if type(events) is CoreEvents and self.core_format >= 0:  # a format the core renders
             joined = self._render(events, joined=True)
             assert isinstance(joined, bytes)
             return joined
