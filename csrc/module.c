@@ -92,6 +92,16 @@ static int cover_py(EventsObject *self) {
     return 0;
 }
 
+/* The python-row column, made when the first python row needs it and covering every row; -1: out of memory. */
+static int py_column(EventsObject *self) {
+    if (self->py == NULL) {
+        self->py = calloc(self->cols.cap, sizeof(PyObject *));
+        if (self->py == NULL) return -1;
+        self->py_cap = self->cols.cap;
+    }
+    return cover_py(self);
+}
+
 static int check_writable(EventsObject *self) {
     if (self->base || self->frozen || self->busy) {
         PyErr_SetString(PyExc_RuntimeError, "these events can no longer be added to");
@@ -323,12 +333,7 @@ static PyObject *Events_resolve(EventsObject *self, PyObject *args) {
         self->cols.flags[row] |= NF_DEAD;
         Py_RETURN_NONE;
     }
-    if (self->py == NULL) {
-        self->py = calloc(self->cols.cap, sizeof(PyObject *));
-        if (self->py == NULL) return PyErr_NoMemory();
-        self->py_cap = self->cols.cap;
-    }
-    if (cover_py(self)) return PyErr_NoMemory();
+    if (py_column(self)) return PyErr_NoMemory();
     Py_INCREF(event);
     Py_XSETREF(self->py[row], event);
     Py_RETURN_NONE;
@@ -743,11 +748,7 @@ static PyObject *concat(PyObject *module, PyObject *batches) {
                     PyErr_SetString(PyExc_RuntimeError, "a tuple left to the reference was never resolved");
                     goto fail;
                 }
-                if (out->py == NULL) {
-                    out->py = calloc(out->cols.cap, sizeof(PyObject *));
-                    if (out->py == NULL) goto nomem;
-                    out->py_cap = out->cols.cap;
-                }
+                if (py_column(out)) goto nomem;
                 out->py[w] = Py_NewRef(e);
                 continue;
             }
@@ -838,11 +839,7 @@ PyObject *events_select(EventsObject *view, const uint32_t *keep, size_t kept) {
                     PyErr_SetString(PyExc_RuntimeError, "a tuple left to the reference was never resolved");
                     goto fail;
                 }
-                if (out->py == NULL) {
-                    out->py = calloc(out->cols.cap, sizeof(PyObject *));
-                    if (out->py == NULL) goto nomem;
-                    out->py_cap = out->cols.cap;
-                }
+                if (py_column(out)) goto nomem;
                 out->py[w] = Py_NewRef(s->py[r]);
             }
             w++;

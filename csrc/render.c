@@ -161,6 +161,24 @@ static inline char *put_id(char *o, const nf_pieces *pc, uint32_t g, int64_t ind
     return put_u64(o, (uint64_t)index);
 }
 
+/* An ECS source or destination from its address on: the port (-1: none, ICMP) and what that end sent
+ * (sent[0] packets, sent[1] bytes; NULL: no counters). */
+static inline char *put_ecs_endpoint(char *o, const char *ip, size_t n, int port, const int64_t *sent) {
+    o = put(o, ip, n);
+    o = PUTS(o, "\"");
+    if (port >= 0) {
+        o = PUTS(o, ",\"port\":");
+        o = put_u64(o, (uint64_t)port);
+    }
+    if (sent != NULL) {
+        o = PUTS(o, ",\"bytes\":");
+        o = put_u64(o, (uint64_t)sent[1]);
+        o = PUTS(o, ",\"packets\":");
+        o = put_u64(o, (uint64_t)sent[0]);
+    }
+    return o;
+}
+
 static char *render_ecs(char *o, const nf_cols *c, size_t r, const nf_pieces *pc, nf_scratch *sc, uint32_t g,
                         const nf_str *gp, const nf_str *gvp) {
     const char *src = c->text + c->src_off[r], *dst = c->text + c->dst_off[r];
@@ -177,31 +195,9 @@ static char *render_ecs(char *o, const nf_cols *c, size_t r, const nf_pieces *pc
     o = PUTP(o, gvp[(flags & NF_ALLOWED) ? 0 : 1]);
     o = put_id(o, pc, g, c->index[r]);
     o = PUTS(o, "\"},\"source\":{\"ip\":\"");
-    o = put(o, src, sn);
-    o = PUTS(o, "\"");
-    if (!icmp) {
-        o = PUTS(o, ",\"port\":");
-        o = put_u64(o, c->sport[r]);
-    }
-    if (counters) {
-        o = PUTS(o, ",\"bytes\":");
-        o = put_u64(o, (uint64_t)k[1]);
-        o = PUTS(o, ",\"packets\":");
-        o = put_u64(o, (uint64_t)k[0]);
-    }
+    o = put_ecs_endpoint(o, src, sn, icmp ? -1 : c->sport[r], counters ? k : NULL);
     o = PUTP(o, gp[inbound ? 0 : 2]);
-    o = put(o, dst, dn);
-    o = PUTS(o, "\"");
-    if (!icmp) {
-        o = PUTS(o, ",\"port\":");
-        o = put_u64(o, c->dport[r]);
-    }
-    if (counters) {
-        o = PUTS(o, ",\"bytes\":");
-        o = put_u64(o, (uint64_t)k[3]);
-        o = PUTS(o, ",\"packets\":");
-        o = put_u64(o, (uint64_t)k[2]);
-    }
+    o = put_ecs_endpoint(o, dst, dn, icmp ? -1 : c->dport[r], counters ? k + 2 : NULL);
     o = PUTP(o, gp[inbound ? 1 : 3]);
     o = PUTP(o, pc->glob[((flags & NF_V6) ? 256 : 0) + c->proto[r]]);
     o = PUTS(o, ",\"community_id\":\"");

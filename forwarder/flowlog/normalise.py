@@ -512,11 +512,9 @@ def explain_tuple(kind: str, version: int, raw: Any) -> str:
     for key in ("src", "dst"):
         if not ip_version(f[key]):
             return f"bad {key} address {f[key]!r}"
-    if ip_version(f["src"]) != ip_version(f["dst"]):
-        return (
-            f"src {f['src']!r} is IPv{ip_version(f['src'])} and dst {f['dst']!r} IPv{ip_version(f['dst'])}: "
-            "one flow has one IP version"
-        )
+    src_version, dst_version = ip_version(f["src"]), ip_version(f["dst"])
+    if src_version != dst_version:
+        return f"src {f['src']!r} is IPv{src_version} and dst {f['dst']!r} IPv{dst_version}: a flow has one IP version"
     for key in ("sport", "dport"):
         if not f[key].isdigit() or int(f[key]) > 65535:
             return f"bad {key} {f[key]!r} (expected 0-65535)"
