@@ -5,8 +5,10 @@
 - latency: seconds from a block's commit in Azurite to its events in the sink, with poll_interval = 1
   (target: within one poll interval + 2 s).
 - memory: peak RSS of `nsg-forwarder run --once` forwarding one ~1 GB PT1H.json (target <= 150 MB).
+- nics: peak RSS of `run --once` over --nics small NIC blobs (thousands in flight at once), compiled core next to
+  the pure-Python core (the baseline for memory per NIC).
 
-Usage: python bench/bench_reader.py [egress] [latency] [memory --gb 1]
+Usage: python bench/bench_reader.py [egress] [latency] [memory --gb 1] [nics --nics 300,3000]
 """
 
 from __future__ import annotations
@@ -143,15 +145,44 @@ path = "-"
     )
 
 
+def nics(tmp: Path, counts: list[int]) -> None:
+    hour = datetime.now(UTC).replace(minute=0, second=0, microsecond=0)
+    print("nics: peak RSS of run --once over N NIC blobs of 3 minutes x 2 tuples, ten NICs per NSG, to an ECS file")
+    for n in counts:
+        logs = tmp / f"logs{n}"
+        for i in range(n):
+            write_blob(logs, BlobSpec(name=f"NSG-{i // 10}", mac=f"000D3A{i:06X}", tuples_per_minute=2, minutes=3,
+                                      hour=hour))  # fmt: skip
+        figures = []
+        for core, pure in (("compiled core", ""), ("pure Python", "1")):
+            run = tmp / f"run{n}{pure}"
+            config = run / "c.toml"
+            run.mkdir()
+            config.write_text(
+                f'[source]\ntype = "directory"\npath = "{logs}"\n[checkpoint]\npath = "{run / "cp.json"}"\n'
+                f'[[sink]]\ntype = "file"\npath = "{run / "flows.ndjson"}"\n'
+            )
+            cmd = ["env", f"NSG_FORWARDER_PURE_PYTHON={pure}", sys.executable, "-m", "forwarder", "run",
+                   "--config", str(config), "--once"]  # fmt: skip
+            seconds, peak_mb, err, status = run_measured(cmd)
+            if status:
+                sys.exit(f"forwarder failed: {err[-2000:]}")
+            figures.append(f"{core} {peak_mb:.0f} MB ({seconds:.1f}s)")
+        print(f"nics: {n:>6,} NICs: " + ", ".join(figures))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("what", nargs="*", default=["egress", "latency", "memory"])
     ap.add_argument("--gb", type=float, default=1.0)
+    ap.add_argument("--nics", default="300,3000", help="NIC counts for 'nics' (default 300,3000)")
     args = ap.parse_args()
     for what in args.what:
         with tempfile.TemporaryDirectory() as tmp:
             if what == "memory":
                 memory(Path(tmp), args.gb)
+            elif what == "nics":
+                nics(Path(tmp), [int(n) for n in args.nics.split(",")])
             else:
                 {"egress": egress, "latency": latency}[what](Path(tmp))
 
