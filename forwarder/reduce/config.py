@@ -92,7 +92,3 @@ def reductions(cfg: Mapping[str, Any]) -> list[Reduction]:
 def sink_table(sink: Mapping[str, Any]) -> dict[str, Any]:
     """A sink's table without the keys reduction handles, for the sink's own from_config."""
     return {k: v for k, v in sink.items() if k not in SINK_KEYS}
-
-
-def uses_reduction(items: Sequence[Reduction]) -> bool:
-    return any(r.filter is not None or r.aggregate is not None for r in items)
