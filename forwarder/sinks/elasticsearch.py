@@ -42,17 +42,15 @@ log = logging.getLogger("forwarder.sinks.elasticsearch")
 
 DEFAULT_BATCH_MAX_EVENTS = 5000
 DEFAULT_BATCH_MAX_BYTES = 10_000_000  # Elastic suggests bulk requests of a few MB to a few tens of MB
-DEFAULT_DATA_STREAM = {"ecs": "logs-azure.nsg_flow-default", "ocsf": "logs-azure.nsg_flow_ocsf-default"}
-# Without a configured data_stream, VNet flow events go to their own dataset's stream (event.dataset
-# is azure.vnet_flow), so that NSG and VNet flows are not mixed under one dataset name.
-DEFAULT_VNET_DATA_STREAM = {"ecs": "logs-azure.vnet_flow-default", "ocsf": "logs-azure.vnet_flow_ocsf-default"}
-# Aggregates (event.dataset azure.nsg_flow_summary) get streams of their own: counted next to single flows
-# they would inflate every flow count in Kibana.
-SUMMARY_DATA_STREAM = {"ecs": "logs-azure.nsg_flow_summary-default", "ocsf": "logs-azure.nsg_flow_summary_ocsf-default"}
-SUMMARY_VNET_DATA_STREAM = {
-    "ecs": "logs-azure.vnet_flow_summary-default",
-    "ocsf": "logs-azure.vnet_flow_summary_ocsf-default",
-}
+FORMATS = ("ecs", "ocsf")
+
+
+def default_data_stream(fmt: str, kind: str, aggregated: bool) -> str:
+    """The stream named after the events' dataset (event.dataset azure.nsg_flow, azure.vnet_flow_summary, ...):
+    NSG and VNet flows apart, and aggregates apart from single flows, whose counts they would inflate in Kibana."""
+    return f"logs-azure.{kind}_flow{'_summary' if aggregated else ''}{'_ocsf' if fmt == 'ocsf' else ''}-default"
+
+
 # Only what the sink reads: a 5000-item response shrinks from ~1 MB to ~100 kB.
 _FILTER = "filter_path=errors,items.*.status,items.*.error.type,items.*.error.reason"
 _INVALID_NAME = ("invalid_index_name_exception", "illegal_argument_exception")
@@ -281,7 +279,7 @@ def from_config(
     fmt = get_str(cfg, "format", name, "ecs") or "ecs"
     if fmt == "cef":
         raise SinkConfigError(f"sink {name}: Elasticsearch stores JSON documents: format must be ecs or ocsf, not cef")
-    if fmt not in DEFAULT_DATA_STREAM:
+    if fmt not in FORMATS:
         raise SinkConfigError(f"sink {name}: format must be ecs or ocsf, got {fmt!r}")
     settings = settings_from(
         cfg, name, batch_max_events=DEFAULT_BATCH_MAX_EVENTS, batch_max_bytes=DEFAULT_BATCH_MAX_BYTES, timeout=60.0
@@ -289,9 +287,7 @@ def from_config(
     if settings.base_path.endswith("/_bulk"):
         raise SinkConfigError(f"sink {name}: url is the Elasticsearch address, without /_bulk")
     configured = get_str(cfg, "data_stream", name)
-    nsg_streams = SUMMARY_DATA_STREAM if aggregated else DEFAULT_DATA_STREAM
-    vnet_streams = SUMMARY_VNET_DATA_STREAM if aggregated else DEFAULT_VNET_DATA_STREAM
-    data_stream = configured or nsg_streams[fmt]
+    data_stream = configured or default_data_stream(fmt, "nsg", aggregated)
     if data_stream != data_stream.lower() or any(c in data_stream for c in ' "*\\<|,>/?#:') or data_stream[0] in "-_+.":
         raise SinkConfigError(
             f"sink {name}: data_stream {data_stream!r} is not a valid Elasticsearch index name "
@@ -303,7 +299,7 @@ def from_config(
         fmt,
         settings,
         data_stream=data_stream,
-        vnet_data_stream=None if configured else vnet_streams[fmt],
+        vnet_data_stream=None if configured else default_data_stream(fmt, "vnet", aggregated),
         pipeline=get_str(cfg, "pipeline", name),
         authorization=authorization,
         secrets=secrets,

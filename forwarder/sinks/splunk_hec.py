@@ -64,13 +64,13 @@ ACK_PATH = "/services/collector/ack"
 DEFAULT_BATCH_MAX_EVENTS = 2000
 # Splunk Cloud and many load balancers in front of HEC refuse requests over about 1 MB.
 DEFAULT_BATCH_MAX_BYTES = 1_000_000
-DEFAULT_SOURCETYPES = {"ecs": "azure:nsg:flow", "ocsf": "azure:nsg:flow:ocsf", "cef": "azure:nsg:flow:cef"}
-# Aggregates have a sourcetype of their own, so that a search counting flows does not count them as one flow each.
-SUMMARY_SOURCETYPES = {
-    "ecs": "azure:nsg:flow:summary",
-    "ocsf": "azure:nsg:flow:summary:ocsf",
-    "cef": "azure:nsg:flow:summary:cef",
-}
+
+
+def default_sourcetype(fmt: str, aggregated: bool) -> str:
+    """azure:nsg:flow[:summary][:ocsf|:cef]: aggregates apart, so that a search counting flows does not count each
+    aggregate as one flow."""
+    return "azure:nsg:flow" + (":summary" if aggregated else "") + ("" if fmt == "ecs" else f":{fmt}")
+
 
 # HEC codes that point at one bad event (``invalid-event-number``).
 _EVENT_CODES = frozenset({5, 6, 12, 13, 15})
@@ -357,7 +357,6 @@ def from_config(
     """``aggregated``: the sink is sent aggregates (its table has ``aggregate``), whose default sourcetype differs."""
     check_keys(cfg, KEYS, name)
     fmt = get_format(cfg, name)
-    default_sourcetype = (SUMMARY_SOURCETYPES if aggregated else DEFAULT_SOURCETYPES)[fmt]
     settings = settings_from(
         cfg, name, batch_max_events=DEFAULT_BATCH_MAX_EVENTS, batch_max_bytes=DEFAULT_BATCH_MAX_BYTES, timeout=30.0
     )
@@ -382,7 +381,7 @@ def from_config(
         fmt,
         settings,
         token,
-        sourcetype=get_str(cfg, "sourcetype", name, default_sourcetype) or default_sourcetype,
+        sourcetype=get_str(cfg, "sourcetype", name) or default_sourcetype(fmt, aggregated),
         index=get_str(cfg, "index", name),
         source=get_str(cfg, "source", name),
         host=get_str(cfg, "host", name),
